@@ -1,0 +1,51 @@
+/**
+ * The edu-plus command line. `npm start` runs `serve`; more subcommands join as they land.
+ */
+import { SyscallError } from '../protocol/native/libc.ts';
+import { UsageError } from './flags.ts';
+import { SERVE_HELP, serve } from './serve.ts';
+
+const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
+
+Usage: tsx cli/main.ts <command> [options]
+
+Commands:
+  serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
+  help      show this help, or \`help serve\` for a command's options
+
+Tests: \`npm test\` runs the type check, the unit tests and the end-to-end VM test (it
+provisions QEMU and a guest kernel into ~/.cache/edu-plus on first use).
+
+${SERVE_HELP}`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(rest[0] === 'serve' ? SERVE_HELP : HELP);
+      return 0;
+    case 'serve':
+      return serve(rest);
+    default:
+      throw new UsageError(`unknown command "${command}"; commands: serve, help`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`edu-plus: ${err.message}`);
+      process.exit(2);
+    }
+    if (err instanceof SyscallError) {
+      console.error(`edu-plus: ${err.message}`);
+      process.exit(1);
+    }
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,123 @@
+/**
+ * edu-plus: QEMU's educational edu device (1234:11e8) plus BAR1, 64 MiB of prefetchable 64-bit
+ * RAM. BAR0 traps (every access is a REGION_READ/WRITE); BAR1 is shared memory the client maps,
+ * so guest loads and stores to it never reach this process.
+ */
+import type { DeviceHost, DeviceModel, IrqDescription, RegionDescription, SharedMemory } from '../protocol/device-model.ts';
+import { IrqInfoFlags, PCI_NUM_IRQS, PCI_NUM_REGIONS, PciIrq, PciRegion } from '../protocol/wire.ts';
+import { CONFIG_SPACE_SIZE, PciConfigSpace, msiCapability64 } from './config-space.ts';
+import { EDU_BAR0_SIZE, EduRegisters } from './edu-registers.ts';
+
+export const EDU_VENDOR_ID = 0x1234;
+export const EDU_DEVICE_ID = 0x11e8;
+export const EDU_REVISION = 0x10;
+/** PCI_CLASS_OTHERS (base class 0xff, sub class 0x00): lspci shows "00ff". */
+export const EDU_CLASS_CODE = 0x00ff00;
+/** QEMU's default subsystem ids for its own devices. */
+const QEMU_SUBSYSTEM_VENDOR = 0x1af4;
+const QEMU_SUBSYSTEM_ID = 0x1100;
+
+export const DEFAULT_BAR1_SIZE = 64n << 20n;
+
+export interface EduPlusOptions {
+  /** BAR1 size in bytes: a power of two, at least 1 MiB. */
+  readonly bar1Size?: bigint;
+}
+
+export function validateBar1Size(size: bigint): void {
+  if (size < 1n << 20n || (size & (size - 1n)) !== 0n) {
+    throw new RangeError(`BAR1 size ${size} must be a power of two of at least 1 MiB`);
+  }
+}
+
+export class EduPlus implements DeviceModel {
+  readonly name = 'edu-plus';
+  readonly numRegions = PCI_NUM_REGIONS;
+  readonly numIrqs = PCI_NUM_IRQS;
+  readonly resettable = true;
+  readonly regions: readonly RegionDescription[];
+  readonly irqs: readonly IrqDescription[] = [
+    { index: PciIrq.INTX, count: 1, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED },
+    { index: PciIrq.MSI, count: 1, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE },
+  ];
+  readonly config: PciConfigSpace;
+  readonly registers: EduRegisters;
+  readonly bar1: SharedMemory;
+
+  constructor(
+    private readonly host: DeviceHost,
+    opts: EduPlusOptions = {},
+  ) {
+    const bar1Size = opts.bar1Size ?? DEFAULT_BAR1_SIZE;
+    validateBar1Size(bar1Size);
+    this.config = new PciConfigSpace({
+      vendorId: EDU_VENDOR_ID,
+      deviceId: EDU_DEVICE_ID,
+      revision: EDU_REVISION,
+      classCode: EDU_CLASS_CODE,
+      subsystemVendorId: QEMU_SUBSYSTEM_VENDOR,
+      subsystemId: QEMU_SUBSYSTEM_ID,
+      interruptPin: 1,
+      bars: [
+        { slot: 0, size: EDU_BAR0_SIZE, is64: false, prefetchable: false },
+        { slot: 1, size: bar1Size, is64: true, prefetchable: true },
+      ],
+      capabilities: [msiCapability64()],
+    });
+    this.registers = new EduRegisters({
+      log: host.log,
+      raiseInterrupt: () => this.assertInterrupt(),
+      lowerInterrupt: () => {},
+    });
+    this.bar1 = host.allocateSharedMemory('edu-plus-bar1', bar1Size);
+    this.regions = [
+      { index: PciRegion.BAR0, size: EDU_BAR0_SIZE, readable: true, writable: true },
+      // BAR1 is 64-bit, so it also takes slot 2: region 2 stays size 0.
+      { index: PciRegion.BAR1, size: bar1Size, readable: true, writable: true, memory: this.bar1 },
+      { index: PciRegion.CONFIG, size: BigInt(CONFIG_SPACE_SIZE), readable: true, writable: true },
+    ];
+  }
+
+  /** Like edu: MSI when the client wired it, else INTx. */
+  private assertInterrupt(): void {
+    const irq = this.host.interrupts;
+    if (irq.isEnabled(PciIrq.MSI)) irq.trigger(PciIrq.MSI);
+    else if (!irq.trigger(PciIrq.INTX)) this.host.log.debug('interrupt raised with no eventfd attached: dropped');
+  }
+
+  read(region: number, offset: number, into: Uint8Array): void {
+    if (region === PciRegion.CONFIG) return this.config.read(offset, into);
+    if (region === PciRegion.BAR0) {
+      const v = this.registers.read(offset, into.length);
+      for (let i = 0; i < into.length; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      return;
+    }
+    this.host.log.warn(`guest error: read of region ${region} which traps nothing`);
+    into.fill(0xff);
+  }
+
+  write(region: number, offset: number, data: Uint8Array): void {
+    if (region === PciRegion.CONFIG) return this.config.write(offset, data);
+    if (region === PciRegion.BAR0) {
+      let v = 0n;
+      for (let i = data.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
+      this.registers.write(offset, data.length, v);
+      return;
+    }
+    this.host.log.warn(`guest error: write to region ${region} which traps nothing, ignored`);
+  }
+
+  /**
+   * Registers and config space return to power-on values. BAR1 keeps its contents: it models
+   * RAM on the card, which a function reset does not clear (and tests can inspect it after).
+   */
+  reset(): void {
+    this.registers.reset();
+    this.config.reset();
+    this.host.log.info('reset: registers and config space back to power-on values; BAR1 contents kept');
+  }
+}
+
+export function createEduPlus(opts: EduPlusOptions = {}) {
+  return (host: DeviceHost): EduPlus => new EduPlus(host, opts);
+}

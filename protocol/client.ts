@@ -1,0 +1,204 @@
+/**
+ * A vfio-user client: connects to any vfio-user server socket, sends requests with fds and
+ * matches replies by id. Every reply is checked: wrong id or command, error flag (turned into
+ * a VfioUserError with the server's errno), unexpected fds (closed).
+ */
+import {
+  type DeviceInfo,
+  type IrqInfo,
+  type RegionInfo,
+  type VersionBody,
+  decodeDeviceInfo,
+  decodeIrqInfo,
+  decodeRegionAccess,
+  decodeRegionInfo,
+  decodeVersion,
+  encodeDeviceInfo,
+  encodeIrqInfo,
+  encodeRegionAccess,
+  encodeRegionInfo,
+  encodeVersion,
+} from './codec.ts';
+import { VfioUserError } from './errors.ts';
+import { type Frame, FrameDecoder } from './framing.ts';
+import { type Header, encodeHeader, isError, isReply } from './header.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, watchReadable } from './native/libc.ts';
+import { Command, DEVICE_INFO_SIZE, HEADER_SIZE, IRQ_INFO_SIZE, MessageType, REGION_INFO_SIZE, commandName } from './wire.ts';
+
+export interface Reply {
+  readonly header: Header;
+  /** A copy: safe to keep. */
+  readonly body: Uint8Array;
+  /** Fds that came with the reply; the caller owns them. */
+  readonly fds: number[];
+}
+
+interface Pending {
+  readonly command: number;
+  resolve(reply: Reply): void;
+  reject(err: Error): void;
+}
+
+export class VfioUserClient {
+  private readonly receiver = new FdReceiver(16);
+  private readonly sender = new FdSender(16, 4);
+  private readonly buffer = Buffer.alloc(256 * 1024);
+  private readonly decoder = new FrameDecoder(() => 64 << 20);
+  private readonly pending = new Map<number, Pending>();
+  private readonly watch: FdWatch;
+  private nextId = 0;
+  private closedReason: string | null = null;
+
+  private constructor(readonly fd: number) {
+    this.watch = watchReadable(fd, () => this.drain());
+  }
+
+  static connect(socketPath: string): VfioUserClient {
+    return new VfioUserClient(connectUnix(socketPath));
+  }
+
+  /** Wraps an already connected socket (e.g. one end of a socketpair). */
+  static fromFd(fd: number): VfioUserClient {
+    return new VfioUserClient(fd);
+  }
+
+  get isClosed(): boolean {
+    return this.closedReason !== null;
+  }
+
+  /** Sends raw bytes (tests use this for malformed messages). */
+  sendRaw(bytes: Uint8Array, fds: readonly number[] = []): void {
+    this.sender.send(this.fd, [bytes], fds);
+  }
+
+  /** Allocates the id of the next request (wraps at 16 bits). */
+  allocateId(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) & 0xffff;
+    return id;
+  }
+
+  /** Waits for the reply with `id` (for requests sent with sendRaw). */
+  waitReply(id: number, command: number): Promise<Reply> {
+    if (this.closedReason) return Promise.reject(new Error(`connection closed: ${this.closedReason}`));
+    return new Promise((resolve, reject) => this.pending.set(id, { command, resolve, reject }));
+  }
+
+  /** Sends a request and resolves with its reply; an error reply rejects with VfioUserError. */
+  async request(command: number, body: Uint8Array, fds: readonly number[] = [], flags = 0): Promise<Reply> {
+    const id = this.allocateId();
+    const header = encodeHeader({ id, command, size: HEADER_SIZE + body.byteLength, flags: MessageType.COMMAND | flags, error: 0 });
+    const reply = this.waitReply(id, command);
+    this.sender.send(this.fd, body.byteLength ? [header, body] : [header], fds);
+    const r = await reply;
+    if (isError(r.header)) {
+      closeQuietly(r.fds);
+      throw new VfioUserError(r.header.error, `${commandName(command)} failed: errno ${r.header.error}`);
+    }
+    return r;
+  }
+
+  private drain(): void {
+    for (;;) {
+      let got;
+      try {
+        got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length);
+      } catch (err) {
+        this.shutdown(`receive failed: ${(err as Error).message}`);
+        return;
+      }
+      if (got === null) return;
+      if (got.bytes === 0) {
+        closeQuietly(got.fds);
+        this.shutdown('server closed the connection');
+        return;
+      }
+      const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
+      for (const f of frames) this.dispatch(f);
+      if (error) {
+        this.shutdown(`bad header from server: ${error.message}`);
+        return;
+      }
+    }
+  }
+
+  private dispatch(f: Frame): void {
+    const waiter = this.pending.get(f.header.id);
+    if (!isReply(f.header) || !waiter || waiter.command !== f.header.command) {
+      closeQuietly(f.fds);
+      this.shutdown(`unexpected message from server: id ${f.header.id}, ${commandName(f.header.command)}, flags 0x${f.header.flags.toString(16)}`);
+      return;
+    }
+    this.pending.delete(f.header.id);
+    waiter.resolve({ header: f.header, body: f.body.slice(), fds: f.fds });
+  }
+
+  private shutdown(reason: string): void {
+    if (this.closedReason) return;
+    this.closedReason = reason;
+    this.watch.stop();
+    closeQuietly(this.decoder.takeOrphanFds());
+    closeFd(this.fd);
+    for (const p of this.pending.values()) p.reject(new Error(`connection closed: ${reason}`));
+    this.pending.clear();
+  }
+
+  close(): void {
+    this.shutdown('closed by client');
+  }
+
+  // ---- typed calls -------------------------------------------------------------------------
+
+  async version(json = JSON.stringify({ capabilities: { max_msg_fds: 16, max_data_xfer_size: 1 << 20 } })): Promise<VersionBody> {
+    const r = await this.request(Command.VERSION, encodeVersion({ major: 0, minor: 0, json }));
+    return decodeVersion(r.body);
+  }
+
+  async deviceInfo(): Promise<DeviceInfo> {
+    const body = encodeDeviceInfo({ argsz: DEVICE_INFO_SIZE, flags: 0, numRegions: 0, numIrqs: 0 });
+    return decodeDeviceInfo((await this.request(Command.DEVICE_GET_INFO, body)).body);
+  }
+
+  /** Region info, retrying with the argsz the server asks for (as QEMU does). */
+  async regionInfo(index: number): Promise<{ info: RegionInfo; fd?: number }> {
+    let argsz = REGION_INFO_SIZE;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const body = encodeRegionInfo({ argsz, flags: 0, index, capOffset: 0, size: 0n, offset: 0n });
+      const r = await this.request(Command.DEVICE_GET_REGION_INFO, body);
+      const info = decodeRegionInfo(r.body);
+      if (info.argsz > argsz) {
+        closeQuietly(r.fds);
+        argsz = info.argsz;
+        continue;
+      }
+      if (r.fds.length > 1) {
+        closeQuietly(r.fds);
+        throw new Error(`region ${index} info came with ${r.fds.length} fds (at most 1)`);
+      }
+      return { info, fd: r.fds[0] };
+    }
+    throw new Error(`region ${index} info: server kept asking for a larger argsz`);
+  }
+
+  async irqInfo(index: number): Promise<IrqInfo> {
+    const body = encodeIrqInfo({ argsz: IRQ_INFO_SIZE, flags: 0, index, count: 0 });
+    return decodeIrqInfo((await this.request(Command.DEVICE_GET_IRQ_INFO, body)).body);
+  }
+
+  async regionRead(region: number, offset: bigint, count: number): Promise<Uint8Array> {
+    const r = await this.request(Command.REGION_READ, encodeRegionAccess({ offset, region, count, data: new Uint8Array(0) }));
+    const reply = decodeRegionAccess(r.body);
+    if (reply.count !== count || reply.data.byteLength !== count) {
+      throw new Error(`REGION_READ reply has ${reply.data.byteLength} bytes (count ${reply.count}), asked ${count}`);
+    }
+    return reply.data;
+  }
+
+  async regionWrite(region: number, offset: bigint, data: Uint8Array): Promise<void> {
+    await this.request(Command.REGION_WRITE, encodeRegionAccess({ offset, region, count: data.byteLength, data }));
+  }
+
+  async reset(): Promise<void> {
+    await this.request(Command.DEVICE_RESET, new Uint8Array(0));
+  }
+}

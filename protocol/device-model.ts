@@ -1,0 +1,72 @@
+/**
+ * What a device implements to be served over vfio-user, and what the server gives it in
+ * return. This is the seam between protocol/ (sockets, fds, native memory) and device/ (pure
+ * device logic): devices import only these types, never koffi or sockets.
+ */
+import type { Logger } from './log.ts';
+
+/** Memory shared with the client (a memfd the server maps and hands over for mmap). */
+export interface SharedMemory {
+  readonly size: bigint;
+  /** A zero-copy view of [offset, offset+length): writes are seen by the client's mapping. */
+  bytes(offset: number, length: number): Uint8Array;
+}
+
+export interface RegionDescription {
+  /** vfio-pci region index (0–5 BARs, 6 ROM, 7 config space). */
+  readonly index: number;
+  readonly size: bigint;
+  readonly readable: boolean;
+  readonly writable: boolean;
+  /**
+   * RAM-like region: backed by shared memory that the client maps directly, so guest accesses
+   * never reach the server. Absent: every access traps (REGION_READ/WRITE).
+   */
+  readonly memory?: SharedMemory;
+}
+
+export interface IrqDescription {
+  /** vfio-pci irq index (0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ). */
+  readonly index: number;
+  readonly count: number;
+  /** VFIO_IRQ_INFO_* flags. */
+  readonly flags: number;
+}
+
+/** How a device raises interrupts; the server routes them to the client's eventfds. */
+export interface InterruptLines {
+  /** True when the client attached an eventfd to (index, vector) and has not masked it. */
+  isEnabled(index: number, vector?: number): boolean;
+  /** Signals (index, vector). Returns false when nothing is attached (the event is dropped). */
+  trigger(index: number, vector?: number): boolean;
+}
+
+export interface DeviceHost {
+  readonly log: Logger;
+  readonly interrupts: InterruptLines;
+  /** Allocates client-shareable memory (zero-filled) for a RAM-like region. */
+  allocateSharedMemory(name: string, size: bigint): SharedMemory;
+}
+
+export interface DeviceModel {
+  /** Short name for logs. */
+  readonly name: string;
+  /** DEVICE_GET_INFO: a PCI device has 9 regions and 5 irq indexes in vfio-pci numbering. */
+  readonly numRegions: number;
+  readonly numIrqs: number;
+  readonly resettable: boolean;
+  /** Regions with a size; indexes not listed report size 0. */
+  readonly regions: readonly RegionDescription[];
+  readonly irqs: readonly IrqDescription[];
+  /**
+   * A trapped access. The server has already checked the region exists and that
+   * [offset, offset+length) lies inside it. A device never throws on guest mistakes: it logs
+   * them and reads all-ones / ignores the write, like hardware.
+   */
+  read(region: number, offset: number, into: Uint8Array): void;
+  write(region: number, offset: number, data: Uint8Array): void;
+  /** DEVICE_RESET: back to power-on register state. */
+  reset(): void;
+}
+
+export type DeviceFactory = (host: DeviceHost) => DeviceModel;

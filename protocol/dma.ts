@@ -1,0 +1,193 @@
+/**
+ * The client's DMA mappings (guest memory the device may access).
+ *
+ * With a vIOMMU QEMU sends one DMA_MAP per 4 KiB page, each with an fd of the same guest-RAM
+ * memfd, so the table is a sorted array searched by binary search, and each distinct backing
+ * file (identified by fstat's dev/ino) is mmapped once and shared by every mapping into it.
+ * Mappings without an fd are kept too: the device reaches them through DMA_READ/DMA_WRITE.
+ */
+import type { DmaMap, DmaUnmap } from './codec.ts';
+import { Errno, VfioUserError, invalid } from './errors.ts';
+import { PROT_READ, PROT_WRITE, closeQuietly, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';
+import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** One mmapped backing file, shared by all mappings into it. */
+interface MappedFile {
+  readonly key: string;
+  readonly addr: bigint;
+  readonly size: bigint;
+  readonly writable: boolean;
+  refs: number;
+}
+
+export interface DmaRegion {
+  readonly address: bigint;
+  readonly size: bigint;
+  readonly readable: boolean;
+  readonly writable: boolean;
+  /** Present when the client passed an fd: the region's bytes are at file.addr + fileOffset. */
+  readonly file?: MappedFile;
+  readonly fileOffset: bigint;
+}
+
+export class DmaMapTable {
+  private readonly regions: DmaRegion[] = [];
+  private readonly files = new Map<string, MappedFile>();
+
+  constructor(private readonly maxMaps: number) {}
+
+  get count(): number {
+    return this.regions.length;
+  }
+
+  get mappedFiles(): number {
+    return this.files.size;
+  }
+
+  /** All mappings, lowest address first. */
+  list(): readonly DmaRegion[] {
+    return this.regions;
+  }
+
+  /** Index of the first region whose end is above `address`. */
+  private lowerBound(address: bigint): number {
+    let lo = 0;
+    let hi = this.regions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = this.regions[mid]!;
+      if (r.address + r.size <= address) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /**
+   * DMA_MAP. Takes ownership of `fd` (closed here on every path). Errors: EINVAL (flags, zero
+   * or overflowing range, range beyond the file), EEXIST (overlaps a mapping), ENOSPC (more than
+   * max_dma_maps), or the errno of a failed fstat/mmap.
+   */
+  add(req: DmaMap, fd: number | undefined): DmaRegion {
+    try {
+      if (req.flags & ~(DmaMapFlags.READ | DmaMapFlags.WRITE)) invalid(`DMA_MAP unknown flags 0x${req.flags.toString(16)}`);
+      if (req.size === 0n) invalid('DMA_MAP of zero bytes');
+      if (req.address > U64_MAX - req.size + 1n) invalid('DMA_MAP range wraps around 2^64');
+      if (this.regions.length >= this.maxMaps) {
+        throw new VfioUserError(Errno.ENOSPC, `DMA_MAP beyond max_dma_maps (${this.maxMaps})`);
+      }
+      const at = this.lowerBound(req.address);
+      const next = this.regions[at];
+      if (next && next.address < req.address + req.size) {
+        throw new VfioUserError(
+          Errno.EEXIST,
+          `DMA_MAP [0x${req.address.toString(16)}, +0x${req.size.toString(16)}) overlaps [0x${next.address.toString(16)}, +0x${next.size.toString(16)})`,
+        );
+      }
+      const file = fd === undefined ? undefined : this.mapFile(fd, req);
+      const region: DmaRegion = {
+        address: req.address,
+        size: req.size,
+        readable: (req.flags & DmaMapFlags.READ) !== 0,
+        writable: (req.flags & DmaMapFlags.WRITE) !== 0,
+        file,
+        fileOffset: req.offset,
+      };
+      this.regions.splice(at, 0, region);
+      return region;
+    } finally {
+      if (fd !== undefined) closeQuietly([fd]);
+    }
+  }
+
+  private mapFile(fd: number, req: DmaMap): MappedFile {
+    const st = fstat(fd);
+    if (req.offset > st.size || req.size > st.size - req.offset) {
+      invalid(`DMA_MAP offset 0x${req.offset.toString(16)} + size 0x${req.size.toString(16)} is beyond the file (0x${st.size.toString(16)} bytes)`);
+    }
+    const key = `${st.dev}:${st.ino}`;
+    const known = this.files.get(key);
+    if (known && known.size >= st.size) {
+      known.refs++;
+      return known;
+    }
+    if (known) invalid('DMA_MAP backing file grew since it was first mapped');
+    let addr: bigint;
+    let writable = true;
+    try {
+      addr = mmapShared(fd, st.size, 0n, PROT_READ | PROT_WRITE);
+    } catch (err) {
+      // A read-only fd (the client only lets us read) maps read-only.
+      if (!(err instanceof SyscallError) || err.code !== 'EACCES') throw toProtocolError(err);
+      addr = mmapShared(fd, st.size, 0n, PROT_READ);
+      writable = false;
+    }
+    const file: MappedFile = { key, addr, size: st.size, writable, refs: 1 };
+    this.files.set(key, file);
+    return file;
+  }
+
+  /**
+   * DMA_UNMAP: removes every mapping inside [address, address+size), or all with the ALL flag.
+   * Like the kernel's type1 IOMMU, a range holding no mapping succeeds and removes nothing
+   * (QEMU unmaps never-mapped ranges when a guest binds the device). A mapping that straddles
+   * the range's edge cannot be split: EINVAL. Returns the mappings removed.
+   */
+  remove(req: DmaUnmap): number {
+    if (req.flags & ~DmaUnmapFlags.ALL) {
+      if (req.flags & DmaUnmapFlags.GET_DIRTY_BITMAP) {
+        throw new VfioUserError(Errno.ENOTSUP, 'DMA_UNMAP dirty bitmaps need dirty-page logging, which is not started');
+      }
+      invalid(`DMA_UNMAP unknown flags 0x${req.flags.toString(16)}`);
+    }
+    if (req.flags & DmaUnmapFlags.ALL) {
+      if (req.address !== 0n || req.size !== 0n) invalid('DMA_UNMAP ALL needs address and size 0');
+      return this.clear();
+    }
+    if (req.size === 0n) invalid('DMA_UNMAP of zero bytes');
+    if (req.address > U64_MAX - req.size + 1n) invalid('DMA_UNMAP range wraps around 2^64');
+    const end = req.address + req.size;
+    const first = this.lowerBound(req.address);
+    let last = first;
+    while (last < this.regions.length && this.regions[last]!.address < end) last++;
+    if (first === last) return 0;
+    const head = this.regions[first]!;
+    const tail = this.regions[last - 1]!;
+    if (head.address < req.address || tail.address + tail.size > end) {
+      invalid(`DMA_UNMAP [0x${req.address.toString(16)}, +0x${req.size.toString(16)}) would split a mapping`);
+    }
+    const removed = this.regions.splice(first, last - first);
+    for (const r of removed) this.release(r);
+    return removed.length;
+  }
+
+  /** Unmaps everything (DMA_UNMAP ALL, and on disconnect). Returns the mappings removed. */
+  clear(): number {
+    const removed = this.regions.splice(0, this.regions.length);
+    for (const r of removed) this.release(r);
+    return removed.length;
+  }
+
+  private release(r: DmaRegion): void {
+    const file = r.file;
+    if (!file) return;
+    if (--file.refs === 0) {
+      this.files.delete(file.key);
+      munmap(file.addr, file.size);
+    }
+  }
+
+  /** The mapping containing [address, address+length), or undefined. */
+  find(address: bigint, length: bigint): DmaRegion | undefined {
+    const r = this.regions[this.lowerBound(address)];
+    if (!r || r.address > address) return undefined;
+    if (address - r.address + length > r.size) return undefined;
+    return r;
+  }
+}
+
+function toProtocolError(err: unknown): unknown {
+  if (err instanceof SyscallError) return new VfioUserError(err.errno, err.message);
+  return err;
+}

@@ -1,0 +1,138 @@
+/**
+ * Interrupt wiring set by DEVICE_SET_IRQS (linux/vfio.h `vfio_irq_set` semantics): per irq
+ * index, per vector, the client's trigger eventfd, a mask bit, and (INTx) a resample eventfd.
+ *
+ * QEMU quirks accepted on purpose (../shared/notes/vfio-user-protocol.md): INTx MASK/UNMASK
+ * arrive even when MASKABLE is not advertised, and for KVM INTx an UNMASK with DATA_EVENTFD
+ * (the resample fd) is followed by an UNMASK with DATA_NONE.
+ */
+import type { IrqSet } from './codec.ts';
+import type { IrqDescription, InterruptLines } from './device-model.ts';
+import { invalid } from './errors.ts';
+import { closeQuietly, eventfdSignal } from './native/libc.ts';
+import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqSetFlags } from './wire.ts';
+
+interface Vector {
+  trigger: number | null;
+  resample: number | null;
+  masked: boolean;
+}
+
+function onlyOneBit(v: number): boolean {
+  return v !== 0 && (v & (v - 1)) === 0;
+}
+
+export class IrqTable implements InterruptLines {
+  private readonly vectors = new Map<number, Vector[]>();
+  /** Signals actually delivered, per index (for logs and tests). */
+  readonly delivered = new Map<number, number>();
+
+  constructor(private readonly irqs: readonly IrqDescription[]) {
+    for (const irq of irqs) {
+      this.vectors.set(
+        irq.index,
+        Array.from({ length: irq.count }, () => ({ trigger: null, resample: null, masked: false })),
+      );
+    }
+  }
+
+  isEnabled(index: number, vector = 0): boolean {
+    const v = this.vectors.get(index)?.[vector];
+    return !!v && v.trigger !== null && !v.masked;
+  }
+
+  trigger(index: number, vector = 0): boolean {
+    const v = this.vectors.get(index)?.[vector];
+    if (!v || v.trigger === null || v.masked) return false;
+    eventfdSignal(v.trigger);
+    this.delivered.set(index, (this.delivered.get(index) ?? 0) + 1);
+    return true;
+  }
+
+  /**
+   * Applies one SET_IRQS. Takes ownership of `fds` (closed here when not kept). Errors: EINVAL
+   * for a malformed request (flags, index, range, argsz, fd count).
+   */
+  apply(req: IrqSet, fds: number[], numIrqs: number): void {
+    let kept = false;
+    try {
+      kept = this.applyChecked(req, fds, numIrqs);
+    } finally {
+      if (!kept) closeQuietly(fds);
+    }
+  }
+
+  private applyChecked(req: IrqSet, fds: number[], numIrqs: number): boolean {
+    const data = req.flags & IRQ_SET_DATA_MASK;
+    const action = req.flags & IRQ_SET_ACTION_MASK;
+    if (req.flags & ~(IRQ_SET_DATA_MASK | IRQ_SET_ACTION_MASK)) invalid(`SET_IRQS unknown flags 0x${req.flags.toString(16)}`);
+    if (!onlyOneBit(data) || !onlyOneBit(action)) invalid('SET_IRQS needs exactly one DATA_* and one ACTION_* flag');
+    if (req.index >= numIrqs) invalid(`SET_IRQS index ${req.index} out of range (${numIrqs} indexes)`);
+    const vectors = this.vectors.get(req.index) ?? [];
+    // count 0 with DATA_NONE + TRIGGER disables the whole index.
+    if (req.count === 0) {
+      if (data === IrqSetFlags.DATA_NONE && action === IrqSetFlags.ACTION_TRIGGER) {
+        if (fds.length) invalid('SET_IRQS disable carries fds');
+        this.disable(req.index);
+        return false;
+      }
+      invalid('SET_IRQS with count 0 is only valid as DATA_NONE|ACTION_TRIGGER (disable)');
+    }
+    if (req.start >= vectors.length || req.count > vectors.length - req.start) {
+      invalid(`SET_IRQS vectors [${req.start}, +${req.count}) out of range for index ${req.index} (${vectors.length} vectors)`);
+    }
+    const boolBytes = data === IrqSetFlags.DATA_BOOL ? req.count : 0;
+    if (req.argsz < IRQ_SET_SIZE + boolBytes || req.data.byteLength < boolBytes) {
+      invalid(`SET_IRQS argsz ${req.argsz} too small for ${req.count} vectors`);
+    }
+    if (data !== IrqSetFlags.DATA_EVENTFD && fds.length) invalid('SET_IRQS carries fds without DATA_EVENTFD');
+    const targets = vectors.slice(req.start, req.start + req.count);
+    const chosen = (i: number) => data !== IrqSetFlags.DATA_BOOL || req.data[i] !== 0;
+
+    if (data === IrqSetFlags.DATA_EVENTFD) {
+      // QEMU sends either one fd per vector, or none at all to detach those vectors.
+      if (fds.length !== 0 && fds.length !== req.count) {
+        invalid(`SET_IRQS has ${fds.length} fds for ${req.count} vectors`);
+      }
+      if (action === IrqSetFlags.ACTION_MASK) invalid('SET_IRQS MASK cannot take eventfds');
+      const slot = action === IrqSetFlags.ACTION_TRIGGER ? 'trigger' : 'resample';
+      targets.forEach((v, i) => {
+        const old = v[slot];
+        v[slot] = fds.length ? fds[i]! : null;
+        if (old !== null) closeQuietly([old]);
+      });
+      return fds.length > 0;
+    }
+    targets.forEach((v, i) => {
+      if (!chosen(i)) return;
+      if (action === IrqSetFlags.ACTION_MASK) v.masked = true;
+      else if (action === IrqSetFlags.ACTION_UNMASK) v.masked = false;
+      else if (v.trigger !== null) {
+        // A loopback trigger from the client: signal as if the device raised it.
+        eventfdSignal(v.trigger);
+      }
+    });
+    return false;
+  }
+
+  private disable(index: number): void {
+    for (const v of this.vectors.get(index) ?? []) {
+      closeQuietly([v.trigger, v.resample].filter((fd): fd is number => fd !== null));
+      v.trigger = null;
+      v.resample = null;
+      v.masked = false;
+    }
+  }
+
+  /** Closes every eventfd (on disconnect: the next client wires its own). */
+  clear(): void {
+    for (const index of this.vectors.keys()) this.disable(index);
+  }
+
+  /** Open eventfds held (tests use it to prove nothing leaks). */
+  get heldFds(): number {
+    let n = 0;
+    for (const list of this.vectors.values()) for (const v of list) n += Number(v.trigger !== null) + Number(v.resample !== null);
+    return n;
+  }
+}

@@ -1,0 +1,398 @@
+/**
+ * The native boundary: the only module in the project that imports koffi.
+ *
+ * Node cannot pass file descriptors over a Unix socket, create memfds or map memory, and the
+ * vfio-user protocol needs all three. Everything unsafe lives here and is exposed as small typed
+ * functions that throw a SyscallError carrying the call's name and errno. Pointers (mmap
+ * addresses) leave this module only as opaque bigints; `viewOf` is the one way to touch them.
+ *
+ * Hazard (see ../shared/notes/koffi-and-node.md): a view over mapped memory stays valid only
+ * while the mapping exists. Callers own a mapping in one place and never keep views past munmap.
+ */
+import koffi from 'koffi';
+import { constants as osConstants } from 'node:os';
+
+const libc = koffi.load('libc.so.6');
+
+const c = {
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  bind: libc.func('int bind(int fd, void *addr, uint32_t addrlen)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
+  connect: libc.func('int connect(int fd, void *addr, uint32_t addrlen)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+  shutdown: libc.func('int shutdown(int fd, int how)'),
+  close: libc.func('int close(int fd)'),
+  recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
+  sendmsg: libc.func('intptr_t sendmsg(int fd, void *msg, int flags)'),
+  read: libc.func('intptr_t read(int fd, void *buf, size_t count)'),
+  write: libc.func('intptr_t write(int fd, void *buf, size_t count)'),
+  memfd_create: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+  ftruncate: libc.func('int ftruncate(int fd, int64_t length)'),
+  fstat: libc.func('int fstat(int fd, void *statbuf)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+};
+
+// Linux x86_64 values. Node exposes errno numbers but not these.
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_CTRUNC = 0x8;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const MFD_CLOEXEC = 1;
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+const F_GETFD = 1;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+const MAP_FAILED = 0xffffffffffffffffn;
+
+const errnoNames = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, value]) => [value, name]),
+);
+
+/** A failed system call: `syscall` names it, `errno` is the positive error number. */
+export class SyscallError extends Error {
+  readonly code: string;
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
+    const code = errnoNames.get(errno) ?? `errno ${errno}`;
+    super(`${syscall}${detail ? ` (${detail})` : ''} failed: ${code}`);
+    this.code = code;
+  }
+}
+
+export const EAGAIN = osConstants.errno.EAGAIN;
+const EINTR = osConstants.errno.EINTR;
+
+function fail(syscall: string, detail?: string): never {
+  throw new SyscallError(syscall, koffi.errno(), detail);
+}
+
+// ---- sockets -------------------------------------------------------------------------------
+
+function sockaddrUnix(path: string): Buffer {
+  const encoded = Buffer.from(path);
+  // sun_path is 108 bytes and must keep a terminating NUL.
+  if (encoded.length > 107) {
+    throw new SyscallError('bind', osConstants.errno.ENAMETOOLONG, `socket path longer than 107 bytes: ${path}`);
+  }
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  encoded.copy(addr, 2);
+  return addr;
+}
+
+/** A listening AF_UNIX stream socket, non-blocking so a spurious wake-up cannot stall accept. */
+export function listenUnix(path: string, backlog = 4): number {
+  const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) fail('socket');
+  const addr = sockaddrUnix(path);
+  if (c.bind(fd, addr, addr.length) < 0) {
+    const errno = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('bind', errno, path);
+  }
+  if (c.listen(fd, backlog) < 0) {
+    const errno = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('listen', errno, path);
+  }
+  return fd;
+}
+
+/** Accepts one connection (blocking socket), or returns null when none is pending. */
+export function accept(listenFd: number): number | null {
+  const fd = c.accept4(listenFd, null, null, SOCK_CLOEXEC);
+  if (fd < 0) {
+    const errno = koffi.errno();
+    if (errno === EAGAIN || errno === EINTR) return null;
+    throw new SyscallError('accept4', errno);
+  }
+  return fd;
+}
+
+export function connectUnix(path: string): number {
+  const fd = c.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail('socket');
+  const addr = sockaddrUnix(path);
+  if (c.connect(fd, addr, addr.length) < 0) {
+    const errno = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('connect', errno, path);
+  }
+  return fd;
+}
+
+export function socketPair(): [number, number] {
+  const sv = [0, 0];
+  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair');
+  return [sv[0]!, sv[1]!];
+}
+
+/** Stops both directions; the peer sees end-of-file. Errors (already closed) are ignored. */
+export function shutdownSocket(fd: number): void {
+  c.shutdown(fd, 2);
+}
+
+export function close(fd: number): void {
+  if (c.close(fd) < 0) fail('close', `fd ${fd}`);
+}
+
+/** Closes fds that nobody took over, ignoring errors: used on every error path. */
+export function closeQuietly(fds: Iterable<number>): void {
+  for (const fd of fds) c.close(fd);
+}
+
+/** True when fd is an open descriptor of this process (used by tests to prove fds were closed). */
+export function isOpenFd(fd: number): boolean {
+  return c.fcntl(fd, F_GETFD, 0) >= 0;
+}
+
+// ---- messages with file descriptors ---------------------------------------------------------
+
+const MSGHDR_SIZE = 56;
+const IOVEC_SIZE = 16;
+const CMSG_HEADER = 16;
+
+/** Native control blocks for one direction of one socket: never shared between recv and send. */
+class MsgBlock {
+  readonly msghdr = Buffer.alloc(MSGHDR_SIZE);
+  readonly iov: Buffer;
+  readonly control: Buffer;
+  constructor(maxIov: number, maxFds: number) {
+    this.iov = Buffer.alloc(IOVEC_SIZE * maxIov);
+    this.control = Buffer.alloc(CMSG_HEADER + ((maxFds * 4 + 7) & ~7));
+    this.msghdr.writeBigUInt64LE(koffi.address(this.iov), 16);
+  }
+}
+
+export interface Received {
+  /** Bytes read; 0 means the peer closed the connection. */
+  readonly bytes: number;
+  /** Descriptors that arrived with these bytes; the caller owns them. */
+  readonly fds: number[];
+}
+
+/**
+ * Reads what is available (never blocks: MSG_DONTWAIT) into buf[offset, offset+length).
+ * Returns null when nothing is pending. Received fds are close-on-exec. If the kernel had to
+ * drop descriptors (MSG_CTRUNC) the ones that did arrive are closed and an EMSGSIZE error is
+ * thrown: the stream can no longer be trusted to pair fds with messages.
+ */
+export class FdReceiver {
+  private readonly block: MsgBlock;
+  constructor(readonly maxFds: number) {
+    this.block = new MsgBlock(1, maxFds);
+  }
+
+  recv(fd: number, buf: Buffer, offset: number, length: number): Received | null {
+    const { msghdr, iov, control } = this.block;
+    iov.writeBigUInt64LE(koffi.address(buf) + BigInt(offset), 0);
+    iov.writeBigUInt64LE(BigInt(length), 8);
+    msghdr.writeBigUInt64LE(1n, 24);
+    msghdr.writeBigUInt64LE(koffi.address(control), 32);
+    msghdr.writeBigUInt64LE(BigInt(control.length), 40);
+    msghdr.writeInt32LE(0, 48);
+    const n = Number(c.recvmsg(fd, msghdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+    if (n < 0) {
+      const errno = koffi.errno();
+      if (errno === EAGAIN || errno === EINTR) return null;
+      throw new SyscallError('recvmsg', errno);
+    }
+    const fds = this.takeFds();
+    if (msghdr.readInt32LE(48) & MSG_CTRUNC) {
+      closeQuietly(fds);
+      throw new SyscallError('recvmsg', osConstants.errno.EMSGSIZE, `more than ${this.maxFds} fds in one message`);
+    }
+    return { bytes: n, fds };
+  }
+
+  private takeFds(): number[] {
+    const { msghdr, control } = this.block;
+    const used = Number(msghdr.readBigUInt64LE(40));
+    const fds: number[] = [];
+    let at = 0;
+    while (at + CMSG_HEADER <= used) {
+      const len = Number(control.readBigUInt64LE(at));
+      if (len < CMSG_HEADER) break;
+      if (control.readInt32LE(at + 8) === SOL_SOCKET && control.readInt32LE(at + 12) === SCM_RIGHTS) {
+        for (let p = at + CMSG_HEADER; p + 4 <= at + len; p += 4) fds.push(control.readInt32LE(p));
+      }
+      at += (len + 7) & ~7;
+    }
+    return fds;
+  }
+}
+
+/** Writes whole messages (several buffers, optionally with fds) to a blocking stream socket. */
+export class FdSender {
+  private readonly block: MsgBlock;
+  constructor(
+    readonly maxFds: number,
+    private readonly maxIov = 4,
+  ) {
+    this.block = new MsgBlock(maxIov, maxFds);
+  }
+
+  send(fd: number, parts: readonly Uint8Array[], fds: readonly number[] = []): void {
+    if (fds.length > this.maxFds) {
+      throw new SyscallError('sendmsg', osConstants.errno.EINVAL, `${fds.length} fds exceed ${this.maxFds}`);
+    }
+    if (parts.length > this.maxIov) {
+      throw new SyscallError('sendmsg', osConstants.errno.EINVAL, `${parts.length} buffers exceed ${this.maxIov}`);
+    }
+    const { msghdr, iov, control } = this.block;
+    let total = 0;
+    for (const part of parts) total += part.byteLength;
+    let sent = 0;
+    let withFds = fds.length > 0;
+    while (sent < total || withFds) {
+      // Describe what is still unsent; after a partial write we skip the bytes already gone.
+      let skip = sent;
+      let count = 0;
+      for (const part of parts) {
+        if (skip >= part.byteLength) {
+          skip -= part.byteLength;
+          continue;
+        }
+        iov.writeBigUInt64LE(koffi.address(part) + BigInt(skip), count * IOVEC_SIZE);
+        iov.writeBigUInt64LE(BigInt(part.byteLength - skip), count * IOVEC_SIZE + 8);
+        skip = 0;
+        count++;
+      }
+      msghdr.writeBigUInt64LE(BigInt(count), 24);
+      if (withFds) {
+        const len = CMSG_HEADER + fds.length * 4;
+        control.writeBigUInt64LE(BigInt(len), 0);
+        control.writeInt32LE(SOL_SOCKET, 8);
+        control.writeInt32LE(SCM_RIGHTS, 12);
+        fds.forEach((f, i) => control.writeInt32LE(f, CMSG_HEADER + i * 4));
+        msghdr.writeBigUInt64LE(koffi.address(control), 32);
+        msghdr.writeBigUInt64LE(BigInt((len + 7) & ~7), 40);
+      } else {
+        msghdr.writeBigUInt64LE(0n, 32);
+        msghdr.writeBigUInt64LE(0n, 40);
+      }
+      const n = Number(c.sendmsg(fd, msghdr, MSG_NOSIGNAL));
+      if (n < 0) {
+        const errno = koffi.errno();
+        if (errno === EINTR) continue;
+        throw new SyscallError('sendmsg', errno);
+      }
+      sent += n;
+      withFds = false;
+    }
+  }
+}
+
+// ---- shared memory ---------------------------------------------------------------------------
+
+export function memfdCreate(name: string, size: bigint): number {
+  const fd = c.memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) fail('memfd_create', name);
+  if (c.ftruncate(fd, size) < 0) {
+    const errno = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('ftruncate', errno, `${name} to ${size} bytes`);
+  }
+  return fd;
+}
+
+/** Maps `length` bytes of fd at `offset` shared. Returns the address as an opaque bigint. */
+export function mmapShared(fd: number, length: bigint, offset: bigint, prot = PROT_READ | PROT_WRITE): bigint {
+  const addr = c.mmap(null, length, prot, MAP_SHARED, fd, offset) as bigint;
+  if (addr === MAP_FAILED || addr === -1n) fail('mmap', `fd ${fd}, ${length} bytes at ${offset}`);
+  return addr;
+}
+
+export function munmap(addr: bigint, length: bigint): void {
+  if (c.munmap(addr, length) < 0) fail('munmap');
+}
+
+/**
+ * A zero-copy ArrayBuffer over mapped memory. It dies with the mapping: keep it no longer than
+ * the owner of the mapping keeps the mapping.
+ */
+export function viewOf(addr: bigint, length: number): ArrayBuffer {
+  return koffi.view(addr, length);
+}
+
+export interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mode: number;
+}
+
+const statBuf = Buffer.alloc(144);
+
+/** fstat's identity fields: the same (dev, ino) means the same file behind different fds. */
+export function fstat(fd: number): FileIdentity {
+  if (c.fstat(fd, statBuf) < 0) fail('fstat', `fd ${fd}`);
+  return {
+    dev: statBuf.readBigUInt64LE(0),
+    ino: statBuf.readBigUInt64LE(8),
+    mode: statBuf.readUInt32LE(24),
+    size: statBuf.readBigInt64LE(48),
+  };
+}
+
+// ---- eventfds --------------------------------------------------------------------------------
+
+export function eventfdCreate(): number {
+  const fd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) fail('eventfd');
+  return fd;
+}
+
+const counterBuf = Buffer.alloc(8);
+
+/** Adds `value` to an eventfd counter: this is how an interrupt reaches QEMU. */
+export function eventfdSignal(fd: number, value = 1n): void {
+  counterBuf.writeBigUInt64LE(value, 0);
+  if (Number(c.write(fd, counterBuf, 8)) !== 8) fail('write', `eventfd ${fd}`);
+}
+
+/** Reads and resets an eventfd counter; 0n when it was not signalled (non-blocking fds only). */
+export function eventfdConsume(fd: number): bigint {
+  const n = Number(c.read(fd, counterBuf, 8));
+  if (n < 0) {
+    if (koffi.errno() === EAGAIN) return 0n;
+    fail('read', `eventfd ${fd}`);
+  }
+  return counterBuf.readBigUInt64LE(0);
+}
+
+// ---- readiness -------------------------------------------------------------------------------
+
+export interface FdWatch {
+  stop(): void;
+}
+
+/**
+ * Calls `onReadable` from the Node event loop (libuv's epoll) whenever fd is readable or the
+ * peer hung up. This is the cheap way to wait: no thread is parked per pending call, unlike
+ * koffi's `.async` which costs a libuv threadpool thread and ~10 µs per round trip.
+ */
+export function watchReadable(fd: number, onReadable: () => void): FdWatch {
+  const handle = koffi.node.poll(fd, { readable: true, disconnect: true }, () => onReadable());
+  return {
+    stop() {
+      handle.stop();
+      handle.close();
+    },
+  };
+}

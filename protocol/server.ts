@@ -1,0 +1,217 @@
+/**
+ * A vfio-user server for one device on one Unix socket. The device and its state live as long
+ * as the server; clients come and go. One client at a time (QEMU never shares a device): on
+ * disconnect every DMA mapping is unmapped and every interrupt eventfd closed, the device
+ * state is kept, and the next client is served.
+ */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { Connection } from './connection.ts';
+import type { DeviceFactory, DeviceModel, SharedMemory } from './device-model.ts';
+import { DmaMapTable } from './dma.ts';
+import { IrqTable } from './irqs.ts';
+import type { Logger } from './log.ts';
+import { type FdWatch, SyscallError, accept, close as closeFd, connectUnix, listenUnix, watchReadable } from './native/libc.ts';
+import { Session } from './session.ts';
+import { MemfdMemory } from './shared-memory.ts';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
+import { Errno, VfioUserError } from './errors.ts';
+
+export interface ServerOptions {
+  readonly socketPath: string;
+  readonly device: DeviceFactory;
+  readonly log: Logger;
+  readonly limits?: ServerLimits;
+  /** Busy-poll window after each burst of requests (see connection.ts). */
+  readonly spinMicros?: number;
+}
+
+export class VfioUserServer {
+  readonly device: DeviceModel;
+  readonly irqs: IrqTable;
+  readonly dma: DmaMapTable;
+  private readonly memories: MemfdMemory[] = [];
+  private readonly limits: ServerLimits;
+  private listenFd: number | null = null;
+  private listenWatch: FdWatch | null = null;
+  private connection: Connection | null = null;
+  private session: Session | null = null;
+  private readonly log: Logger;
+  private closeWaiters: (() => void)[] = [];
+  /** Sessions that have ended, newest last (tests read their stats). */
+  readonly pastSessions: Session[] = [];
+
+  private constructor(private readonly opts: ServerOptions) {
+    this.log = opts.log;
+    this.limits = opts.limits ?? DEFAULT_SERVER_LIMITS;
+    // Created before the device so the device can keep a reference to its interrupt lines.
+    let irqs: IrqTable | null = null;
+    this.device = opts.device({
+      log: opts.log.child('device'),
+      interrupts: {
+        isEnabled: (index, vector) => irqs?.isEnabled(index, vector) ?? false,
+        trigger: (index, vector) => irqs?.trigger(index, vector) ?? false,
+      },
+      allocateSharedMemory: (name, size) => {
+        const mem = new MemfdMemory(name, size);
+        this.memories.push(mem);
+        return mem;
+      },
+    });
+    irqs = new IrqTable(this.device.irqs);
+    this.irqs = irqs;
+    this.dma = new DmaMapTable(this.limits.maxDmaMaps);
+  }
+
+  /**
+   * Creates the device and listens on opts.socketPath (mode 0600). A stale socket file nobody
+   * listens on is replaced; a live one is an EADDRINUSE error naming the path.
+   */
+  static listen(opts: ServerOptions): VfioUserServer {
+    removeStaleSocket(opts.socketPath);
+    const server = new VfioUserServer(opts);
+    try {
+      server.listenFd = listenUnix(opts.socketPath);
+      chmodSync(opts.socketPath, 0o600);
+    } catch (err) {
+      server.releaseMemory();
+      throw err;
+    }
+    server.listenWatch = watchReadable(server.listenFd, () => server.acceptPending());
+    server.log.info(`listening on ${opts.socketPath} (device ${server.device.name})`);
+    return server;
+  }
+
+  get socketPath(): string {
+    return this.opts.socketPath;
+  }
+
+  /** The current client's session, if one is connected. */
+  get currentSession(): Session | null {
+    return this.session;
+  }
+
+  get hasClient(): boolean {
+    return this.connection !== null;
+  }
+
+  private acceptPending(): void {
+    for (;;) {
+      if (this.listenFd === null) return;
+      let fd: number | null;
+      try {
+        fd = accept(this.listenFd);
+      } catch (err) {
+        this.log.error(`accept failed: ${(err as Error).message}`);
+        return;
+      }
+      if (fd === null) return;
+      if (this.connection) {
+        // One client at a time: the device is already driven by someone.
+        this.log.warn(`refused a second client (fd ${fd}): ${this.device.name} is already in use by a client`);
+        closeFd(fd);
+        continue;
+      }
+      this.serve(fd);
+    }
+  }
+
+  private serve(fd: number): void {
+    const log = this.log.child(`client${this.pastSessions.length + 1}`);
+    const session = new Session({
+      device: this.device,
+      irqs: this.irqs,
+      dma: this.dma,
+      limits: this.limits,
+      memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
+      log,
+    });
+    const connection = new Connection(
+      fd,
+      {
+        onFrame: (frame) => session.handle(frame),
+        onBadHeader: (err) => session.errorReply(err.header, new VfioUserError(err.errno, err.message)),
+        onClose: (reason) => this.onClientGone(session, reason, log),
+      },
+      {
+        maxMessageSize: () => session.maxMessageSize(),
+        maxFds: this.limits.maxMsgFds,
+        spinMicros: this.opts.spinMicros,
+        log,
+      },
+    );
+    this.session = session;
+    this.connection = connection;
+    log.info('client connected');
+    connection.start();
+  }
+
+  private onClientGone(session: Session, reason: string, log: Logger): void {
+    const maps = this.dma.clear();
+    const irqFds = this.irqs.heldFds;
+    this.irqs.clear();
+    log.info(`${reason}; released ${maps} DMA mapping(s) and ${irqFds} interrupt eventfd(s); device state kept`);
+    this.pastSessions.push(session);
+    this.connection = null;
+    this.session = null;
+    const waiters = this.closeWaiters;
+    this.closeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when the current client (if any) disconnects. */
+  clientGone(): Promise<void> {
+    if (!this.connection) return Promise.resolve();
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
+  private memoryFd(memory: SharedMemory): number {
+    if (!(memory instanceof MemfdMemory)) throw new Error('region memory was not allocated by this server');
+    return memory.fd;
+  }
+
+  /** Stops listening, drops the client, removes the socket file and frees device memory. */
+  close(): void {
+    this.listenWatch?.stop();
+    this.listenWatch = null;
+    if (this.listenFd !== null) {
+      closeFd(this.listenFd);
+      this.listenFd = null;
+      try {
+        unlinkSync(this.opts.socketPath);
+      } catch {
+        // Already gone (removed by someone else): nothing to clean.
+      }
+    }
+    this.connection?.close('server shutting down');
+    this.releaseMemory();
+    this.log.info('stopped');
+  }
+
+  private releaseMemory(): void {
+    for (const m of this.memories.splice(0)) m.close();
+  }
+}
+
+/** Removes a socket file left by a dead server; refuses to touch a live socket or a non-socket. */
+function removeStaleSocket(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new SyscallError('bind', Errno.EEXIST, `${path} exists and is not a socket; choose another --socket-path`);
+  }
+  try {
+    const probe = connectUnix(path);
+    closeFd(probe);
+    throw new SyscallError('bind', Errno.EADDRINUSE, `another server is listening on ${path}`);
+  } catch (err) {
+    if (err instanceof SyscallError && err.code === 'ECONNREFUSED') {
+      unlinkSync(path);
+      return;
+    }
+    throw err;
+  }
+}

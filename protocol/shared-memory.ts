@@ -1,0 +1,44 @@
+/** Device memory shared with the client: a memfd, mapped once here, handed over as an fd. */
+import type { SharedMemory } from './device-model.ts';
+import { close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts';
+
+/** The largest single view V8 gives us; bigger regions are viewed window by window. */
+const MAX_VIEW = 1 << 30;
+
+export class MemfdMemory implements SharedMemory {
+  readonly fd: number;
+  private readonly addr: bigint;
+  private readonly whole?: Uint8Array;
+  private closed = false;
+
+  constructor(
+    readonly name: string,
+    readonly size: bigint,
+  ) {
+    this.fd = memfdCreate(name, size);
+    try {
+      this.addr = mmapShared(this.fd, size, 0n);
+    } catch (err) {
+      close(this.fd);
+      throw err;
+    }
+    if (size <= BigInt(MAX_VIEW)) this.whole = new Uint8Array(viewOf(this.addr, Number(size)));
+  }
+
+  bytes(offset: number, length: number): Uint8Array {
+    if (this.closed) throw new Error(`${this.name}: memory used after close`);
+    if (offset < 0 || length < 0 || BigInt(offset + length) > this.size) {
+      throw new RangeError(`${this.name}: [${offset}, +${length}) outside ${this.size} bytes`);
+    }
+    if (this.whole) return this.whole.subarray(offset, offset + length);
+    return new Uint8Array(viewOf(this.addr + BigInt(offset), length));
+  }
+
+  /** Unmaps and closes. Only the owner calls this, when no view of it can be used again. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    munmap(this.addr, this.size);
+    close(this.fd);
+  }
+}

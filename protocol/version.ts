@@ -1,0 +1,83 @@
+/**
+ * VERSION negotiation. QEMU speaks 0.0 only and rejects a reply with another major or a higher
+ * minor, so we always answer 0.0. The client's capabilities bound what we may send it; ours
+ * (kept within QEMU's accepted bounds: max_msg_fds ≤ 16, max_data_xfer_size ≤ 64 MiB,
+ * max_dma_maps ≤ 65535, pgsizes a multiple of 4096) bound what it may send us.
+ */
+import type { VersionBody } from './codec.ts';
+import { Errno, VfioUserError, invalid } from './errors.ts';
+import { DEFAULT_MAX_DATA_XFER, DEFAULT_MAX_MSG_FDS, PAGE_SIZE, PROTOCOL_MAJOR, PROTOCOL_MINOR } from './wire.ts';
+
+export interface ServerLimits {
+  /** Most fds we accept in one message. */
+  readonly maxMsgFds: number;
+  /** Most data bytes in one REGION_READ/WRITE we accept. */
+  readonly maxDataXferSize: number;
+  readonly maxDmaMaps: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  maxMsgFds: 16,
+  maxDataXferSize: 1 << 20,
+  maxDmaMaps: 65535,
+};
+
+/** What both sides agreed; the client's numbers bound our messages to it. */
+export interface Negotiated {
+  readonly clientMaxMsgFds: number;
+  readonly clientMaxDataXferSize: number;
+  readonly clientPgsizes: number;
+  readonly server: ServerLimits;
+}
+
+function nonNegativeInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    invalid(`VERSION capability ${name} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Parses the client's VERSION. Throws EINVAL (bad JSON, wrong types) or ENOTSUP (major). */
+export function negotiate(req: VersionBody, server: ServerLimits = DEFAULT_SERVER_LIMITS): { reply: VersionBody; negotiated: Negotiated } {
+  if (req.major !== PROTOCOL_MAJOR) {
+    throw new VfioUserError(Errno.ENOTSUP, `unsupported protocol major version ${req.major} (server speaks ${PROTOCOL_MAJOR}.${PROTOCOL_MINOR})`);
+  }
+  let clientMaxMsgFds = DEFAULT_MAX_MSG_FDS;
+  let clientMaxDataXferSize = DEFAULT_MAX_DATA_XFER;
+  let clientPgsizes = PAGE_SIZE;
+  if (req.json !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(req.json);
+    } catch {
+      invalid('VERSION capabilities are not valid JSON');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) invalid('VERSION JSON is not an object');
+    const caps = (parsed as Record<string, unknown>).capabilities;
+    if (caps !== undefined) {
+      if (typeof caps !== 'object' || caps === null || Array.isArray(caps)) invalid('VERSION "capabilities" is not an object');
+      const c = caps as Record<string, unknown>;
+      if (c.max_msg_fds !== undefined) clientMaxMsgFds = nonNegativeInteger(c.max_msg_fds, 'max_msg_fds');
+      if (c.max_data_xfer_size !== undefined) {
+        clientMaxDataXferSize = nonNegativeInteger(c.max_data_xfer_size, 'max_data_xfer_size');
+      }
+      if (c.pgsizes !== undefined) {
+        clientPgsizes = nonNegativeInteger(c.pgsizes, 'pgsizes');
+        if ((clientPgsizes & PAGE_SIZE) === 0) invalid(`VERSION pgsizes ${clientPgsizes} does not include 4096`);
+      }
+      if (c.max_dma_maps !== undefined) nonNegativeInteger(c.max_dma_maps, 'max_dma_maps');
+    }
+  }
+  const json = JSON.stringify({
+    capabilities: {
+      max_msg_fds: server.maxMsgFds,
+      max_data_xfer_size: server.maxDataXferSize,
+      pgsizes: PAGE_SIZE,
+      max_dma_maps: server.maxDmaMaps,
+    },
+  });
+  return {
+    reply: { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, json },
+    negotiated: { clientMaxMsgFds, clientMaxDataXferSize, clientPgsizes, server },
+  };
+}
