@@ -1,0 +1,64 @@
+/**
+ * The VM side of the end-to-end tests: provision QEMU, the guest kernel and the guest tests,
+ * pack them into an initramfs whose /init runs the tests, boot it against a vfio-user socket,
+ * and hand back the console with the KTAP results parsed.
+ */
+import { join } from 'node:path';
+import { buildGuestTests } from '../../guest-tests/build.ts';
+import { cacheDir } from '../../qemu-configs/cache.ts';
+import { defaultInit } from '../../qemu-configs/guest-init.ts';
+import { buildInitramfs } from '../../qemu-configs/initramfs.ts';
+import { type GuestKernel, provisionKernel } from '../../qemu-configs/provision-kernel.ts';
+import { type QemuInstall, provisionQemu } from '../../qemu-configs/provision-qemu.ts';
+import { qemuArgs } from '../../qemu-configs/qemu-command.ts';
+import { type KtapReport, parseKtap, type RunVmResult, runVm } from '../../qemu-configs/run-vm.ts';
+
+export interface TestVm {
+  readonly qemu: QemuInstall;
+  readonly kernel: GuestKernel;
+  readonly initrd: string;
+}
+
+/** Provisions (cached after the first run) and builds an initramfs running `tests` in order. */
+export async function provisionTestVm(opts: { tests: string[]; name?: string }): Promise<TestVm> {
+  const [qemu, kernel, built] = await Promise.all([provisionQemu(), provisionKernel(), buildGuestTests()]);
+  const files = opts.tests.map((name) => {
+    const bin = built.binaries.find((b) => b.name === name);
+    if (!bin) throw new Error(`guest test ${name} was not built (have: ${built.binaries.map((b) => b.name).join(', ')})`);
+    return { src: bin.path, dest: `/tests/${name}` };
+  });
+  const initrd = join(cacheDir(), 'images', `${opts.name ?? opts.tests.join('+')}.cpio.gz`);
+  await buildInitramfs({
+    kernel,
+    modules: ['vfio-pci', 'vfio_iommu_type1'],
+    files,
+    init: defaultInit({ commands: opts.tests.map((name) => `/tests/${name}`) }),
+    output: initrd,
+  });
+  return { qemu, kernel, initrd };
+}
+
+export interface GuestRun {
+  readonly vm: RunVmResult;
+  /** Top-level KTAP results. */
+  readonly ktap: KtapReport;
+  /** The console lines that are KTAP (version, plan, results, diagnostics), for the log. */
+  readonly ktapLines: string[];
+}
+
+const KTAP_LINE = /^\s*(KTAP version \d+|1\.\.\d+|ok \d+|not ok \d+|# )/;
+
+/** Boots the VM with edu-plus attached at socketPath and collects the guest tests' KTAP. */
+export async function bootGuestTests(
+  vm: TestVm,
+  opts: { socketPath: string; timeoutMs: number; sharedMemory?: boolean },
+): Promise<GuestRun> {
+  const args = qemuArgs({ kernel: vm.kernel.vmlinuz, initrd: vm.initrd, socketPath: opts.socketPath, sharedMemory: opts.sharedMemory });
+  const result = await runVm({ qemu: vm.qemu, args, timeoutMs: opts.timeoutMs });
+  const report = parseKtap(result.lines);
+  return {
+    vm: result,
+    ktap: { plan: report.plan, results: report.results.filter((r) => r.indent === 0) },
+    ktapLines: result.lines.filter((l) => KTAP_LINE.test(l)),
+  };
+}
