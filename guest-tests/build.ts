@@ -1,0 +1,221 @@
+/**
+ * Builds the guest test programs: every `guest-tests/*.c` with a `main` is
+ * linked statically (the guest initramfs has busybox and nothing else, no
+ * dynamic loader or libc) together with every `.c` without one (the shared
+ * helpers such as ktap.c and vfio_util.c).
+ *
+ * Usable as a module (`buildGuestTests()`) and as a script:
+ *   tsx guest-tests/build.ts [--out-dir DIR] [--include-dir DIR]
+ * which prints the path of each binary, one per line.
+ */
+import { execFile } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export interface BuildGuestTestsOptions {
+  /** Where binaries go; default `<edu-plus cache>/guest-tests`. */
+  outDir?: string;
+  /**
+   * A kernel's `make headers_install` include directory (the one holding
+   * `linux/vfio.h`). Searched before the host's /usr/include, so tests see
+   * the UAPI of the kernel they will run on, not the host's.
+   */
+  includeDir?: string;
+}
+
+export interface GuestTestBinary {
+  /** The source's base name, e.g. `edu_plus_basic`. */
+  name: string;
+  path: string;
+}
+
+export interface BuildGuestTestsResult {
+  binaries: GuestTestBinary[];
+}
+
+/** The directory holding the guest test sources (this file's own). */
+export const GUEST_TESTS_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+const CFLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-Werror'];
+
+/** `${EDU_PLUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edu-plus}/guest-tests` */
+export function defaultOutDir(env: NodeJS.ProcessEnv = process.env): string {
+  const cache =
+    env.EDU_PLUS_CACHE || path.join(env.XDG_CACHE_HOME || path.join(env.HOME || homedir(), '.cache'), 'edu-plus');
+  return path.join(cache, 'guest-tests');
+}
+
+export async function buildGuestTests(opts: BuildGuestTestsOptions = {}): Promise<BuildGuestTestsResult> {
+  const outDir = path.resolve(opts.outDir ?? defaultOutDir());
+  const includeDir = opts.includeDir === undefined ? undefined : path.resolve(opts.includeDir);
+  if (includeDir !== undefined) await checkIncludeDir(includeDir);
+
+  const sources = await scanSources();
+  // Any header or helper may affect any program, so every program depends
+  // on all of them (there are few, and a rebuild takes a second).
+  const newestInput = Math.max(
+    await newestMtime([...sources.programs, ...sources.helpers, ...sources.headers]),
+    includeDir === undefined ? 0 : await newestMtime(await listFiles(includeDir)),
+  );
+
+  await mkdir(outDir, { recursive: true });
+  let toolchainChecked = false;
+  const binaries: GuestTestBinary[] = [];
+  for (const program of sources.programs) {
+    const name = path.basename(program, '.c');
+    const out = path.join(outDir, name);
+    const args = [
+      ...CFLAGS,
+      ...(includeDir === undefined ? [] : ['-isystem', includeDir]),
+      program,
+      ...sources.helpers,
+    ];
+    // The recorded command catches what mtimes cannot: a different
+    // includeDir, or changed flags, with the same sources.
+    const stamp = JSON.stringify(args);
+    if (!(await isUpToDate(out, stamp, newestInput))) {
+      if (!toolchainChecked) await checkToolchain();
+      toolchainChecked = true;
+      await compile(name, args, out);
+      await writeFile(`${out}.cmd`, `${stamp}\n`);
+    }
+    binaries.push({ name, path: out });
+  }
+  return { binaries };
+}
+
+interface Sources {
+  programs: string[];
+  helpers: string[];
+  headers: string[];
+}
+
+/** A test program is a .c file that defines `main`; the rest are helpers. */
+async function scanSources(): Promise<Sources> {
+  const sources: Sources = { programs: [], helpers: [], headers: [] };
+  for (const entry of (await readdir(GUEST_TESTS_DIR)).sort()) {
+    const file = path.join(GUEST_TESTS_DIR, entry);
+    if (entry.endsWith('.h')) {
+      sources.headers.push(file);
+    } else if (entry.endsWith('.c')) {
+      const text = await readFile(file, 'utf8');
+      (/^\s*int\s+main\s*\(/m.test(text) ? sources.programs : sources.helpers).push(file);
+    }
+  }
+  return sources;
+}
+
+async function isUpToDate(out: string, stamp: string, newestInput: number): Promise<boolean> {
+  try {
+    const [binary, recorded] = await Promise.all([stat(out), readFile(`${out}.cmd`, 'utf8')]);
+    return recorded.trim() === stamp && binary.mtimeMs >= newestInput;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Fails with the Debian package to install when gcc or libc.a is missing. */
+async function checkToolchain(): Promise<void> {
+  let libc: string;
+  try {
+    libc = (await execFileAsync('gcc', ['-print-file-name=libc.a'])).stdout.trim();
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new Error('gcc not found on PATH: install the Debian package gcc (apt-get install gcc)');
+    }
+    throw err;
+  }
+  // gcc echoes the bare name back when it cannot find the file.
+  if (!path.isAbsolute(libc)) {
+    throw new Error(
+      'gcc cannot find the static C library (libc.a), needed for -static: ' +
+        'install the Debian package libc6-dev (apt-get install libc6-dev)',
+    );
+  }
+}
+
+async function checkIncludeDir(dir: string): Promise<void> {
+  try {
+    await stat(path.join(dir, 'linux', 'vfio.h'));
+  } catch {
+    throw new Error(
+      `includeDir ${dir} has no linux/vfio.h: pass the include directory ` +
+        'made by `make headers_install` (INSTALL_HDR_PATH/include, e.g. <kernel build>/usr/include)',
+    );
+  }
+}
+
+/** gcc into a temporary name, then rename: a failed build leaves no binary that looks fresh. */
+async function compile(name: string, args: string[], out: string): Promise<void> {
+  const tmp = `${out}.tmp-${process.pid}`;
+  try {
+    await execFileAsync('gcc', [...args, '-o', tmp]);
+    await rename(tmp, out);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    const stderr = (err as { stderr?: unknown }).stderr;
+    const detail = typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim() : String(err);
+    throw new Error(`gcc failed to build guest test ${name}:\n${detail}`);
+  }
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true });
+  return entries.map((entry) => path.join(dir, entry));
+}
+
+async function newestMtime(files: string[]): Promise<number> {
+  let newest = 0;
+  for (const file of files) {
+    const s = await stat(file);
+    if (s.isFile()) newest = Math.max(newest, s.mtimeMs);
+  }
+  return newest;
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'out-dir': { type: 'string' },
+      'include-dir': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: tsx guest-tests/build.ts [--out-dir DIR] [--include-dir KERNEL_UAPI_INCLUDE_DIR]\n');
+    return;
+  }
+  const { binaries } = await buildGuestTests({ outDir: values['out-dir'], includeDir: values['include-dir'] });
+  for (const binary of binaries) process.stdout.write(`${binary.path}\n`);
+}
+
+function isMainModule(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false; // argv[1] is not a file: we were imported
+  }
+}
+
+if (isMainModule()) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
