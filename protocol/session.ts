@@ -105,11 +105,6 @@ export class Session {
 
   constructor(private readonly res: SessionResources) {}
 
-  /** True once VERSION has been exchanged. */
-  get negotiatedWith(): Negotiated | null {
-    return this.negotiated;
-  }
-
   /** Largest message we accept: a full data transfer plus the biggest fixed part. */
   maxMessageSize(): number {
     return HEADER_SIZE + REGION_ACCESS_SIZE + this.res.limits.maxDataXferSize;

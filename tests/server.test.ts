@@ -13,7 +13,7 @@ import { VfioUserClient } from '../protocol/client.ts';
 import { decodeCaps, decodeSparseAreas } from '../protocol/codec.ts';
 import { Errno, VfioUserError } from '../protocol/errors.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { eventfdCreate, isOpenFd, mmapShared, munmap, viewOf, close } from '../protocol/native/libc.ts';
+import { eventfdConsume, eventfdCreate, isOpenFd, mmapShared, munmap, viewOf, close } from '../protocol/native/libc.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { Command, CAP_SPARSE_MMAP, PciRegion, RegionFlags } from '../protocol/wire.ts';
 
@@ -163,15 +163,21 @@ describe('edu-plus over vfio-user (our client, our server)', () => {
       b.writeUInt32LE(count, 16);
       return client.request(Command.DEVICE_SET_IRQS, b, fds);
     };
-    await set(0x4 | 0x20, 1, [efd]); // DATA_EVENTFD | ACTION_TRIGGER
-    close(efd);
-    assert.equal(server.irqs.heldFds, 1);
-    await set(0x1 | 0x8, 1); // DATA_NONE | MASK
-    await set(0x1 | 0x10, 1); // DATA_NONE | UNMASK
-    await client.regionWrite(PciRegion.BAR0, 0x60n, le32(0x4));
-    assert.equal(server.irqs.delivered.get(0), 1);
-    await set(0x1 | 0x20, 0); // disable
-    assert.equal(server.irqs.heldFds, 0);
+    try {
+      await set(0x4 | 0x20, 1, [efd]); // DATA_EVENTFD | ACTION_TRIGGER
+      assert.equal(server.irqs.heldFds, 1);
+      await set(0x1 | 0x8, 1); // DATA_NONE | MASK
+      await set(0x1 | 0x10, 1); // DATA_NONE | UNMASK
+      assert.equal(eventfdConsume(efd), 0n);
+      await client.regionWrite(PciRegion.BAR0, 0x60n, le32(0x4));
+      // The server's copy of our eventfd was signalled: this is what QEMU would see.
+      assert.equal(eventfdConsume(efd), 1n);
+      assert.equal(u32(await client.regionRead(PciRegion.BAR0, 0x24n, 4)), 0x4);
+      await set(0x1 | 0x20, 0); // disable
+      assert.equal(server.irqs.heldFds, 0);
+    } finally {
+      close(efd);
+    }
   });
 
   it('closes a connection whose header is unusable, after an error reply, then serves the next client', async () => {
