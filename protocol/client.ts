@@ -22,7 +22,7 @@ import {
 import { VfioUserError } from './errors.ts';
 import { type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader, isError, isReply } from './header.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, watchReadable } from './native/libc.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, waitReadable, watchReadable } from './native/libc.ts';
 import { Command, DEVICE_INFO_SIZE, HEADER_SIZE, IRQ_INFO_SIZE, MessageType, REGION_INFO_SIZE, commandName } from './wire.ts';
 
 export interface Reply {
@@ -48,6 +48,9 @@ export class VfioUserClient {
   private readonly watch: FdWatch;
   private nextId = 0;
   private closedReason: string | null = null;
+  /** Replies collected for requestSync, by id. */
+  private readonly syncReplies = new Map<number, Reply>();
+  private syncWaiting = -1;
 
   private constructor(readonly fd: number) {
     this.watch = watchReadable(fd, () => this.drain());
@@ -84,13 +87,12 @@ export class VfioUserClient {
     return new Promise((resolve, reject) => this.pending.set(id, { command, resolve, reject }));
   }
 
-  /** Sends a request and resolves with its reply; an error reply rejects with VfioUserError. */
-  async request(command: number, body: Uint8Array, fds: readonly number[] = [], flags = 0): Promise<Reply> {
-    const id = this.allocateId();
+  private sendRequest(id: number, command: number, body: Uint8Array, fds: readonly number[], flags: number): void {
     const header = encodeHeader({ id, command, size: HEADER_SIZE + body.byteLength, flags: MessageType.COMMAND | flags, error: 0 });
-    const reply = this.waitReply(id, command);
     this.sender.send(this.fd, body.byteLength ? [header, body] : [header], fds);
-    const r = await reply;
+  }
+
+  private checked(command: number, r: Reply): Reply {
     if (isError(r.header)) {
       closeQuietly(r.fds);
       throw new VfioUserError(r.header.error, `${commandName(command)} failed: errno ${r.header.error}`);
@@ -98,31 +100,80 @@ export class VfioUserClient {
     return r;
   }
 
-  private drain(): void {
-    for (;;) {
-      let got;
-      try {
-        got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length);
-      } catch (err) {
-        this.shutdown(`receive failed: ${(err as Error).message}`);
-        return;
+  /** Sends a request and resolves with its reply; an error reply rejects with VfioUserError. */
+  async request(command: number, body: Uint8Array, fds: readonly number[] = [], flags = 0): Promise<Reply> {
+    const id = this.allocateId();
+    const reply = this.waitReply(id, command);
+    this.sendRequest(id, command, body, fds, flags);
+    return this.checked(command, await reply);
+  }
+
+  /**
+   * The same, blocking this thread until the reply arrives (or timeoutMs, QEMU's 5 s by
+   * default): no promise or event-loop turn per message, for benchmarks and simple tools.
+   * Not to be mixed with outstanding asynchronous requests.
+   */
+  requestSync(command: number, body: Uint8Array, fds: readonly number[] = [], timeoutMs = 5000): Reply {
+    if (this.pending.size > 0) throw new Error('requestSync while asynchronous requests are outstanding');
+    if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
+    const id = this.allocateId();
+    this.syncWaiting = id;
+    this.sendRequest(id, command, body, fds, 0);
+    const deadline = performance.now() + timeoutMs;
+    try {
+      for (;;) {
+        const reply = this.syncReplies.get(id);
+        if (reply) {
+          this.syncReplies.delete(id);
+          if (reply.header.command !== command) throw new Error(`reply to id ${id} is for ${commandName(reply.header.command)}`);
+          return this.checked(command, reply);
+        }
+        if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
+        if (this.readOnce()) continue;
+        const left = deadline - performance.now();
+        if (left <= 0 || !waitReadable(this.fd, Math.ceil(left))) {
+          throw new VfioUserError(110 /* ETIMEDOUT */, `${commandName(command)}: no reply within ${timeoutMs} ms`);
+        }
       }
-      if (got === null) return;
-      if (got.bytes === 0) {
-        closeQuietly(got.fds);
-        this.shutdown('server closed the connection');
-        return;
-      }
-      const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
-      for (const f of frames) this.dispatch(f);
-      if (error) {
-        this.shutdown(`bad header from server: ${error.message}`);
-        return;
-      }
+    } finally {
+      this.syncWaiting = -1;
     }
   }
 
+  private drain(): void {
+    while (this.readOnce());
+  }
+
+  /** One non-blocking read, its messages dispatched. False when nothing was pending or closed. */
+  private readOnce(): boolean {
+    if (this.closedReason) return false;
+    let got;
+    try {
+      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length);
+    } catch (err) {
+      this.shutdown(`receive failed: ${(err as Error).message}`);
+      return false;
+    }
+    if (got === null) return false;
+    if (got.bytes === 0) {
+      closeQuietly(got.fds);
+      this.shutdown('server closed the connection');
+      return false;
+    }
+    const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
+    for (const f of frames) this.dispatch(f);
+    if (error) {
+      this.shutdown(`bad header from server: ${error.message}`);
+      return false;
+    }
+    return true;
+  }
+
   private dispatch(f: Frame): void {
+    if (f.header.id === this.syncWaiting && isReply(f.header)) {
+      this.syncReplies.set(f.header.id, { header: f.header, body: f.body.slice(), fds: f.fds });
+      return;
+    }
     const waiter = this.pending.get(f.header.id);
     if (!isReply(f.header) || !waiter || waiter.command !== f.header.command) {
       closeQuietly(f.fds);
@@ -191,6 +242,14 @@ export class VfioUserClient {
     if (reply.count !== count || reply.data.byteLength !== count) {
       throw new Error(`REGION_READ reply has ${reply.data.byteLength} bytes (count ${reply.count}), asked ${count}`);
     }
+    return reply.data;
+  }
+
+  /** regionRead, blocking (see requestSync). */
+  regionReadSync(region: number, offset: bigint, count: number): Uint8Array {
+    const r = this.requestSync(Command.REGION_READ, encodeRegionAccess({ offset, region, count, data: new Uint8Array(0) }));
+    const reply = decodeRegionAccess(r.body);
+    if (reply.data.byteLength !== count) throw new Error(`REGION_READ reply has ${reply.data.byteLength} bytes, asked ${count}`);
     return reply.data;
   }
 

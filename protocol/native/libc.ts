@@ -34,6 +34,7 @@ const c = {
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
 };
 
 // Linux x86_64 values. Node exposes errno numbers but not these.
@@ -377,6 +378,26 @@ export function eventfdConsume(fd: number): bigint {
 }
 
 // ---- readiness -------------------------------------------------------------------------------
+
+const POLLIN = 0x1;
+const pollFd = Buffer.alloc(8);
+
+/**
+ * Blocks this thread until fd is readable (or hung up) or timeoutMs passes; true if readable.
+ * Only for synchronous callers that own the thread (a blocking client, a benchmark): it stops
+ * the event loop for as long as it waits.
+ */
+export function waitReadable(fd: number, timeoutMs: number): boolean {
+  pollFd.writeInt32LE(fd, 0);
+  pollFd.writeInt16LE(POLLIN, 4);
+  pollFd.writeInt16LE(0, 6);
+  for (;;) {
+    const n = c.poll(pollFd, 1, timeoutMs);
+    if (n >= 0) return n > 0;
+    const errno = koffi.errno();
+    if (errno !== EINTR) throw new SyscallError('poll', errno);
+  }
+}
 
 export interface FdWatch {
   stop(): void;
