@@ -156,6 +156,27 @@ export class PciConfigSpace {
   reset(): void {
     this.bytes.set(this.powerOn);
   }
+
+  /** A copy of all 256 bytes (for migration). */
+  snapshot(): Uint8Array {
+    return this.bytes.slice();
+  }
+
+  /** Restores a snapshot; read-only fields must match this device's (same device model). */
+  restore(bytes: Uint8Array): void {
+    if (bytes.length !== CONFIG_SPACE_SIZE) throw new Error(`config space snapshot has ${bytes.length} bytes, not ${CONFIG_SPACE_SIZE}`);
+    for (let i = 0; i < CONFIG_SPACE_SIZE; i++) {
+      const readOnly = ~this.writable[i]! & 0xff;
+      if ((bytes[i]! & readOnly) !== (this.powerOn[i]! & readOnly) && !this.isStatus(i)) {
+        throw new Error(`config space snapshot differs in read-only bits at 0x${i.toString(16)}: not this device model`);
+      }
+    }
+    this.bytes.set(bytes);
+  }
+
+  private isStatus(offset: number): boolean {
+    return offset === Cfg.STATUS || offset === Cfg.STATUS + 1;
+  }
 }
 
 function le32(v: number): number[] {

@@ -116,7 +116,45 @@ export class EduPlus implements DeviceModel {
     this.config.reset();
     this.host.log.info('reset: registers and config space back to power-on values; BAR1 contents kept');
   }
+
+  /**
+   * Migration state: config space and registers. BAR1 is not included: it is shared memory
+   * the destination maps from its own memfd, and 64 MiB per snapshot would dwarf the rest;
+   * a migration of BAR1 contents belongs to the RAM-copy path, not the device state.
+   */
+  saveState(): unknown {
+    const r = this.registers;
+    return {
+      device: this.name,
+      version: STATE_VERSION,
+      config: this.config.snapshot(),
+      registers: Object.fromEntries([
+        ...REGISTER_FIELDS.map((f) => [f, r[f]]),
+        ...DMA_FIELDS.map((f) => [f, r[f].toString()]),
+      ]),
+    };
+  }
+
+  loadState(state: unknown): void {
+    const s = state as { device?: unknown; version?: unknown; config?: unknown; registers?: Record<string, unknown> };
+    if (s?.device !== this.name || s.version !== STATE_VERSION) {
+      throw new Error(`state is not ${this.name} version ${STATE_VERSION} (got ${String(s?.device)} ${String(s?.version)})`);
+    }
+    if (!(s.config instanceof Uint8Array)) throw new Error('state has no config space bytes');
+    const regs = s.registers ?? {};
+    for (const f of REGISTER_FIELDS) if (typeof regs[f] !== 'number') throw new Error(`state register ${f} is not a number`);
+    for (const f of DMA_FIELDS) if (typeof regs[f] !== 'string' || !/^\d+$/.test(regs[f] as string)) throw new Error(`state register ${f} is not a decimal string`);
+    this.config.restore(s.config);
+    const r = this.registers;
+    for (const f of REGISTER_FIELDS) r[f] = (regs[f] as number) >>> 0;
+    for (const f of DMA_FIELDS) r[f] = BigInt(regs[f] as string);
+  }
 }
+
+/** The register file as plain data (migration state, version 1). */
+const REGISTER_FIELDS = ['liveness', 'factorial', 'status', 'irqStatus'] as const;
+const DMA_FIELDS = ['dmaSrc', 'dmaDst', 'dmaCount', 'dmaCmd'] as const;
+const STATE_VERSION = 1;
 
 export function createEduPlus(opts: EduPlusOptions = {}) {
   return (host: DeviceHost): EduPlus => new EduPlus(host, opts);

@@ -4,10 +4,26 @@
  * a VfioUserError with the server's errno), unexpected fds (closed).
  */
 import {
+  type DeviceFeature,
   type DeviceInfo,
   type IrqInfo,
+  type IrqSet,
+  type MultiWrite,
   type RegionInfo,
+  type RegionIoFds,
   type VersionBody,
+  decodeDeviceFeature,
+  decodeDmaTransfer,
+  decodeMigData,
+  decodeRegionIoFds,
+  encodeDeviceFeature,
+  encodeDmaMap,
+  encodeDmaTransfer,
+  encodeDmaUnmap,
+  encodeIrqSet,
+  encodeMigData,
+  encodeRegionIoFds,
+  encodeWriteMulti,
   decodeDeviceInfo,
   decodeIrqInfo,
   decodeRegionAccess,
@@ -19,11 +35,27 @@ import {
   encodeRegionInfo,
   encodeVersion,
 } from './codec.ts';
-import { VfioUserError } from './errors.ts';
+import { Errno, VfioUserError } from './errors.ts';
+import { WireReader } from './reader.ts';
+import { WireWriter } from './writer.ts';
 import { type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader, isError, isReply } from './header.ts';
 import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, waitReadable, watchReadable } from './native/libc.ts';
-import { Command, DEVICE_INFO_SIZE, HEADER_SIZE, IRQ_INFO_SIZE, MessageType, REGION_INFO_SIZE, commandName } from './wire.ts';
+import {
+  Command,
+  DEVICE_INFO_SIZE,
+  DMA_MAP_SIZE,
+  DMA_UNMAP_SIZE,
+  FLAG_ERROR,
+  Feature,
+  FeatureFlags,
+  HEADER_SIZE,
+  IRQ_INFO_SIZE,
+  IRQ_SET_SIZE,
+  MessageType,
+  REGION_INFO_SIZE,
+  commandName,
+} from './wire.ts';
 
 export interface Reply {
   readonly header: Header;
@@ -51,6 +83,10 @@ export class VfioUserClient {
   /** Replies collected for requestSync, by id. */
   private readonly syncReplies = new Map<number, Reply>();
   private syncWaiting = -1;
+  /** Memory mapped for DMA without an fd: the server reaches it with DMA_READ/WRITE. */
+  private readonly dmaMemory: { address: bigint; bytes: Uint8Array }[] = [];
+  /** Server-issued DMA requests answered, for tests. */
+  readonly dmaServed = { reads: 0, writes: 0 };
 
   private constructor(readonly fd: number) {
     this.watch = watchReadable(fd, () => this.drain());
@@ -170,8 +206,12 @@ export class VfioUserClient {
   }
 
   private dispatch(f: Frame): void {
-    if (f.header.id === this.syncWaiting && isReply(f.header)) {
-      this.syncReplies.set(f.header.id, { header: f.header, body: f.body.slice(), fds: f.fds });
+    if (!isReply(f.header)) {
+      this.answerServerRequest(f);
+      return;
+    }
+    if (f.header.id === this.syncWaiting) {
+      this.syncReplies.set(f.header.id, { header: f.header, body: new Uint8Array(f.body), fds: f.fds });
       return;
     }
     const waiter = this.pending.get(f.header.id);
@@ -181,7 +221,36 @@ export class VfioUserClient {
       return;
     }
     this.pending.delete(f.header.id);
-    waiter.resolve({ header: f.header, body: f.body.slice(), fds: f.fds });
+    // new Uint8Array(view) copies (Buffer#slice would not): the receive buffer is reused.
+    waiter.resolve({ header: f.header, body: new Uint8Array(f.body), fds: f.fds });
+  }
+
+  /** DMA_READ/DMA_WRITE from the server, served from memory registered with dmaMap(). */
+  private answerServerRequest(f: Frame): void {
+    closeQuietly(f.fds);
+    const h = f.header;
+    const reply = (body: Uint8Array, error = 0) =>
+      this.sender.send(this.fd, [
+        encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE + body.byteLength, flags: MessageType.REPLY | (error ? FLAG_ERROR : 0), error }),
+        body,
+      ]);
+    try {
+      if (h.command !== Command.DMA_READ && h.command !== Command.DMA_WRITE) return reply(new Uint8Array(0), Errno.ENOSYS);
+      const write = h.command === Command.DMA_WRITE;
+      const t = decodeDmaTransfer(f.body, write);
+      const mem = this.dmaMemory.find((m) => t.address >= m.address && t.address + BigInt(t.count) <= m.address + BigInt(m.bytes.byteLength));
+      if (!mem) return reply(new Uint8Array(0), Errno.EFAULT);
+      const at = Number(t.address - mem.address);
+      if (write) {
+        mem.bytes.set(t.data, at);
+        this.dmaServed.writes++;
+        return reply(new Uint8Array(0));
+      }
+      this.dmaServed.reads++;
+      reply(encodeDmaTransfer({ address: t.address, count: t.count, data: mem.bytes.subarray(at, at + t.count) }));
+    } catch (err) {
+      reply(new Uint8Array(0), err instanceof VfioUserError ? err.errno : Errno.EINVAL);
+    }
   }
 
   private shutdown(reason: string): void {
@@ -259,5 +328,69 @@ export class VfioUserClient {
 
   async reset(): Promise<void> {
     await this.request(Command.DEVICE_RESET, new Uint8Array(0));
+  }
+
+  /**
+   * DMA_MAP. With `fd` the server maps that file; without, pass `memory` (the bytes behind the
+   * range) and this client answers the server's DMA_READ/WRITE from it.
+   */
+  async dmaMap(m: { address: bigint; size: bigint; flags?: number; offset?: bigint; fd?: number; memory?: Uint8Array }): Promise<void> {
+    const body = encodeDmaMap({ argsz: DMA_MAP_SIZE, flags: m.flags ?? 3, offset: m.offset ?? 0n, address: m.address, size: m.size });
+    await this.request(Command.DMA_MAP, body, m.fd === undefined ? [] : [m.fd]);
+    if (m.fd === undefined && m.memory) this.dmaMemory.push({ address: m.address, bytes: m.memory });
+  }
+
+  async dmaUnmap(address: bigint, size: bigint, flags = 0): Promise<void> {
+    await this.request(Command.DMA_UNMAP, encodeDmaUnmap({ argsz: DMA_UNMAP_SIZE, flags, address, size }));
+    for (let i = this.dmaMemory.length - 1; i >= 0; i--) {
+      const m = this.dmaMemory[i]!;
+      if (flags & 2 || (m.address >= address && m.address < address + size)) this.dmaMemory.splice(i, 1);
+    }
+  }
+
+  async regionIoFds(index: number): Promise<{ info: RegionIoFds; fds: number[] }> {
+    const r = await this.request(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFds({ argsz: 16, flags: 0, index, count: 0 }));
+    return { info: decodeRegionIoFds(r.body), fds: r.fds };
+  }
+
+  /** SET_IRQS; `data` carries DATA_BOOL bytes, `fds` the eventfds for DATA_EVENTFD. */
+  async setIrqs(s: Omit<IrqSet, 'argsz' | 'data'> & { data?: Uint8Array; fds?: number[] }): Promise<void> {
+    const data = s.data ?? new Uint8Array(0);
+    await this.request(Command.DEVICE_SET_IRQS, encodeIrqSet({ ...s, argsz: IRQ_SET_SIZE + data.byteLength, data }), s.fds ?? []);
+  }
+
+  /** REGION_WRITE_MULTI; returns the number of writes the server completed. */
+  async regionWriteMulti(writes: MultiWrite[]): Promise<bigint> {
+    const r = await this.request(Command.REGION_WRITE_MULTI, encodeWriteMulti(writes));
+    return new WireReader(r.body).u64('wr_cnt');
+  }
+
+  async deviceFeature(flags: number, data: Uint8Array = new Uint8Array(0), argsz = 8 + data.byteLength): Promise<DeviceFeature> {
+    const r = await this.request(Command.DEVICE_FEATURE, encodeDeviceFeature({ argsz, flags, data }));
+    return decodeDeviceFeature(r.body);
+  }
+
+  /** VFIO_DEVICE_FEATURE_MIGRATION: the VFIO_MIGRATION_* flags. */
+  async migrationFlags(): Promise<bigint> {
+    const f = await this.deviceFeature(Feature.MIGRATION | FeatureFlags.GET, new Uint8Array(0), 16);
+    return new WireReader(f.data).u64('flags');
+  }
+
+  async migrationState(): Promise<number> {
+    const f = await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.GET, new Uint8Array(0), 16);
+    return new WireReader(f.data).u32('device_state');
+  }
+
+  async setMigrationState(state: number): Promise<void> {
+    await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.SET, new WireWriter(8).u32(state).u32(0xffffffff).finish());
+  }
+
+  async migDataRead(size: number): Promise<Uint8Array> {
+    const r = await this.request(Command.MIG_DATA_READ, encodeMigData({ argsz: 8 + size, size, data: new Uint8Array(0) }));
+    return decodeMigData(r.body).data;
+  }
+
+  async migDataWrite(data: Uint8Array): Promise<void> {
+    await this.request(Command.MIG_DATA_WRITE, encodeMigData({ argsz: 8, size: data.byteLength, data }));
   }
 }

@@ -274,3 +274,127 @@ export function decodeDmaUnmap(body: Uint8Array): DmaUnmap {
 export function encodeDmaUnmap(u: DmaUnmap): Buffer {
   return new WireWriter(DMA_UNMAP_SIZE).u32(u.argsz).u32(u.flags).u64(u.address).u64(u.size).finish();
 }
+
+// ---- DEVICE_GET_REGION_IO_FDS ----------------------------------------------------------------
+
+export interface RegionIoFds {
+  readonly argsz: number;
+  readonly flags: number;
+  readonly index: number;
+  readonly count: number;
+}
+
+export function decodeRegionIoFds(body: Uint8Array): RegionIoFds {
+  const r = new WireReader(body);
+  return { argsz: r.u32('argsz'), flags: r.u32('flags'), index: r.u32('index'), count: r.u32('count') };
+}
+
+export function encodeRegionIoFds(v: RegionIoFds): Buffer {
+  return new WireWriter(16).u32(v.argsz).u32(v.flags).u32(v.index).u32(v.count).finish();
+}
+
+// ---- REGION_WRITE_MULTI ----------------------------------------------------------------------
+
+/** One coalesced write: at most 8 data bytes, carried in a fixed 8-byte field. */
+export interface MultiWrite {
+  readonly offset: bigint;
+  readonly region: number;
+  readonly count: number;
+  readonly data: Uint8Array;
+}
+
+export const MULTI_WRITE_ENTRY_SIZE = 24;
+
+export function decodeWriteMulti(body: Uint8Array): MultiWrite[] {
+  const r = new WireReader(body);
+  const n = r.u64('wr_cnt');
+  if (BigInt(r.remaining) !== n * BigInt(MULTI_WRITE_ENTRY_SIZE)) {
+    invalid(`REGION_WRITE_MULTI wr_cnt ${n} does not match ${r.remaining} bytes of entries`);
+  }
+  const writes: MultiWrite[] = [];
+  for (let i = 0n; i < n; i++) {
+    const offset = r.u64('offset');
+    const region = r.u32('region');
+    const count = r.u32('count');
+    const field = r.bytesView(8, 'data');
+    if (count > 8) invalid(`REGION_WRITE_MULTI entry ${i} count ${count} exceeds 8`);
+    writes.push({ offset, region, count, data: field.subarray(0, count) });
+  }
+  return writes;
+}
+
+export function encodeWriteMulti(writes: readonly MultiWrite[]): Buffer {
+  const w = new WireWriter(8 + writes.length * MULTI_WRITE_ENTRY_SIZE).u64(writes.length);
+  for (const e of writes) {
+    const field = new Uint8Array(8);
+    field.set(e.data.subarray(0, 8));
+    w.u64(e.offset).u32(e.region).u32(e.count).bytes(field);
+  }
+  return w.finish();
+}
+
+// ---- DMA_READ / DMA_WRITE (server → client) --------------------------------------------------
+
+/**
+ * QEMU parses these with `struct { hdr; u64 offset; u32 count; char data[]; }`: data starts at
+ * payload offset 12, and since sizeof() pads that struct to 32 bytes QEMU requires the message
+ * to be at least 32 bytes (+count for a write). So: offset, count, data, then 4 pad bytes. The
+ * spec's `address u64, count u64` layout is not what QEMU reads.
+ */
+export const DMA_RW_HEADER = 12;
+export const DMA_RW_PAD = 4;
+
+export interface DmaTransfer {
+  readonly address: bigint;
+  readonly count: number;
+  readonly data: Uint8Array;
+}
+
+export function encodeDmaTransfer(t: DmaTransfer): Buffer {
+  return new WireWriter(DMA_RW_HEADER + t.data.byteLength + DMA_RW_PAD).u64(t.address).u32(t.count).bytes(t.data).zeros(DMA_RW_PAD).finish();
+}
+
+/** Decodes either direction; `data` is what follows the 12-byte head, trimmed to count. */
+export function decodeDmaTransfer(body: Uint8Array, expectData: boolean): DmaTransfer {
+  const r = new WireReader(body);
+  const address = r.u64('offset');
+  const count = r.u32('count');
+  if (!expectData) return { address, count, data: new Uint8Array(0) };
+  if (r.remaining < count) invalid(`DMA transfer of ${count} bytes carries only ${r.remaining}`);
+  return { address, count, data: r.bytesView(count) };
+}
+
+// ---- DEVICE_FEATURE --------------------------------------------------------------------------
+
+export interface DeviceFeature {
+  readonly argsz: number;
+  /** Feature index in bits 0–15, GET/SET/PROBE above. */
+  readonly flags: number;
+  readonly data: Uint8Array;
+}
+
+export function decodeDeviceFeature(body: Uint8Array): DeviceFeature {
+  const r = new WireReader(body);
+  return { argsz: r.u32('argsz'), flags: r.u32('flags'), data: r.rest() };
+}
+
+export function encodeDeviceFeature(f: DeviceFeature): Buffer {
+  return new WireWriter(8 + f.data.byteLength).u32(f.argsz).u32(f.flags).bytes(f.data).finish();
+}
+
+// ---- MIG_DATA_READ / MIG_DATA_WRITE ----------------------------------------------------------
+
+export interface MigData {
+  readonly argsz: number;
+  readonly size: number;
+  readonly data: Uint8Array;
+}
+
+export function decodeMigData(body: Uint8Array): MigData {
+  const r = new WireReader(body);
+  return { argsz: r.u32('argsz'), size: r.u32('size'), data: r.rest() };
+}
+
+export function encodeMigData(m: MigData): Buffer {
+  return new WireWriter(8 + m.data.byteLength).u32(m.argsz).u32(m.size).bytes(m.data).finish();
+}

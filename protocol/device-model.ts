@@ -41,9 +41,29 @@ export interface InterruptLines {
   trigger(index: number, vector?: number): boolean;
 }
 
+/**
+ * Guest memory as the device sees it (addresses are the client's DMA addresses). Both calls
+ * reject with a DmaFault naming the address when the range is not mapped or not permitted.
+ */
+export interface DmaAccess {
+  read(address: bigint, length: number): Promise<Uint8Array>;
+  write(address: bigint, data: Uint8Array): Promise<void>;
+}
+
+export class DmaFault extends Error {
+  constructor(
+    readonly address: bigint,
+    readonly length: number,
+    readonly reason: string,
+  ) {
+    super(`DMA [0x${address.toString(16)}, +0x${length.toString(16)}): ${reason}`);
+  }
+}
+
 export interface DeviceHost {
   readonly log: Logger;
   readonly interrupts: InterruptLines;
+  readonly dma: DmaAccess;
   /** Allocates client-shareable memory (zero-filled) for a RAM-like region. */
   allocateSharedMemory(name: string, size: bigint): SharedMemory;
 }
@@ -67,6 +87,12 @@ export interface DeviceModel {
   write(region: number, offset: number, data: Uint8Array): void;
   /** DEVICE_RESET: back to power-on register state. */
   reset(): void;
+  /**
+   * Migration (optional): the device's whole state as plain data (numbers, strings, arrays,
+   * byte arrays, objects), and the inverse, which throws on data it cannot accept.
+   */
+  saveState?(): unknown;
+  loadState?(state: unknown): void;
 }
 
 export type DeviceFactory = (host: DeviceHost) => DeviceModel;

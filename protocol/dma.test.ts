@@ -36,8 +36,11 @@ describe('DmaMapTable', () => {
     assert.equal(table.mappedFiles, 1);
     assert.equal(mappingsOf('dma-test-ram'), 1);
     assert.equal(openFdsOf('dma-test-ram'), 1, 'the table keeps no fd of its own, only the mapping');
-    const r = table.find(0x10000n + 5n * PAGE + 8n, 4n)!;
-    assert.equal(r.fileOffset, 5n * PAGE);
+    // A transfer crossing page boundaries spans adjacent mappings, piece by piece.
+    const found = table.segments(0x10000n + 5n * PAGE + 8n, 2n * PAGE);
+    assert.ok('pieces' in found);
+    assert.deepEqual(found.pieces.map((p) => [p.region.fileOffset, p.length]), [[5n * PAGE, PAGE - 8n], [6n * PAGE, PAGE], [7n * PAGE, 8n]]);
+    assert.deepEqual(table.segments(0x10000n + 15n * PAGE, 2n * PAGE), { hole: 0x10000n + 16n * PAGE });
     assert.equal(table.remove(unmap(0x10000n, 8n * PAGE)), 8);
     assert.equal(mappingsOf('dma-test-ram'), 1);
     assert.equal(table.remove(unmap(0x10000n, 16n * PAGE)), 8);

@@ -32,6 +32,12 @@ export interface DmaRegion {
   readonly fileOffset: bigint;
 }
 
+export interface DmaSegment {
+  readonly region: DmaRegion;
+  readonly address: bigint;
+  readonly length: bigint;
+}
+
 export class DmaMapTable {
   private readonly regions: DmaRegion[] = [];
   private readonly files = new Map<string, MappedFile>();
@@ -178,12 +184,24 @@ export class DmaMapTable {
     }
   }
 
-  /** The mapping containing [address, address+length), or undefined. */
-  find(address: bigint, length: bigint): DmaRegion | undefined {
-    const r = this.regions[this.lowerBound(address)];
-    if (!r || r.address > address) return undefined;
-    if (address - r.address + length > r.size) return undefined;
-    return r;
+  /**
+   * The mappings covering [address, address+length) in order, one piece per mapping, or a
+   * description of the first hole. A vIOMMU maps page by page, so one device transfer often
+   * spans several adjacent mappings.
+   */
+  segments(address: bigint, length: bigint): { pieces: DmaSegment[] } | { hole: bigint } {
+    const pieces: DmaSegment[] = [];
+    let at = address;
+    const end = address + length;
+    let i = this.lowerBound(address);
+    while (at < end) {
+      const r = this.regions[i++];
+      if (!r || r.address > at) return { hole: at };
+      const take = (r.address + r.size < end ? r.address + r.size : end) - at;
+      pieces.push({ region: r, address: at, length: take });
+      at += take;
+    }
+    return { pieces };
   }
 }
 

@@ -8,7 +8,10 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { Connection } from './connection.ts';
 import type { DeviceFactory, DeviceModel, SharedMemory } from './device-model.ts';
 import { DmaMapTable } from './dma.ts';
+import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
+import { Migration } from './migration.ts';
+import { refuseClient } from './refuse.ts';
 import type { Logger } from './log.ts';
 import { type FdWatch, SyscallError, accept, close as closeFd, connectUnix, listenUnix, watchReadable } from './native/libc.ts';
 import { Session } from './session.ts';
@@ -29,6 +32,9 @@ export class VfioUserServer {
   readonly device: DeviceModel;
   readonly irqs: IrqTable;
   readonly dma: DmaMapTable;
+  /** The device's DMA engine access (direct or by messages). */
+  readonly dmaAccess: ServerDma;
+  readonly migration: Migration;
   private readonly memories: MemfdMemory[] = [];
   private readonly limits: ServerLimits;
   private listenFd: number | null = null;
@@ -43,10 +49,16 @@ export class VfioUserServer {
   private constructor(private readonly opts: ServerOptions) {
     this.log = opts.log;
     this.limits = opts.limits ?? DEFAULT_SERVER_LIMITS;
-    // Created before the device so the device can keep a reference to its interrupt lines.
+    this.dma = new DmaMapTable(this.limits.maxDmaMaps);
+    this.dmaAccess = new ServerDma(this.dma, () => {
+      const s = this.session;
+      return s?.negotiated ? { peer: s.peer, maxXfer: s.negotiated.clientMaxDataXferSize } : null;
+    });
+    // The interrupt table needs the device's irq list; the device needs its lines first.
     let irqs: IrqTable | null = null;
     this.device = opts.device({
       log: opts.log.child('device'),
+      dma: this.dmaAccess,
       interrupts: {
         isEnabled: (index, vector) => irqs?.isEnabled(index, vector) ?? false,
         trigger: (index, vector) => irqs?.trigger(index, vector) ?? false,
@@ -59,7 +71,7 @@ export class VfioUserServer {
     });
     irqs = new IrqTable(this.device.irqs);
     this.irqs = irqs;
-    this.dma = new DmaMapTable(this.limits.maxDmaMaps);
+    this.migration = new Migration(this.device, opts.log.child('migration'));
   }
 
   /**
@@ -107,8 +119,8 @@ export class VfioUserServer {
       if (fd === null) return;
       if (this.connection) {
         // One client at a time: the device is already driven by someone.
-        this.log.warn(`refused a second client (fd ${fd}): ${this.device.name} is already in use by a client`);
-        closeFd(fd);
+        this.log.warn(`refusing another client: ${this.device.name} is in use by a client`);
+        refuseClient(fd, `${this.device.name} is already in use by another client`, this.log);
         continue;
       }
       this.serve(fd);
@@ -117,15 +129,20 @@ export class VfioUserServer {
 
   private serve(fd: number): void {
     const log = this.log.child(`client${this.pastSessions.length + 1}`);
-    const session = new Session({
-      device: this.device,
-      irqs: this.irqs,
-      dma: this.dma,
-      limits: this.limits,
-      memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
-      log,
-    });
-    const connection = new Connection(
+    let connection: Connection | null = null;
+    const session = new Session(
+      {
+        device: this.device,
+        irqs: this.irqs,
+        dma: this.dma,
+        migration: this.migration,
+        limits: this.limits,
+        memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
+        log,
+      },
+      (out) => connection?.send(out),
+    );
+    connection = new Connection(
       fd,
       {
         onFrame: (frame) => session.handle(frame),
@@ -146,6 +163,7 @@ export class VfioUserServer {
   }
 
   private onClientGone(session: Session, reason: string, log: Logger): void {
+    session.close(reason);
     const maps = this.dma.clear();
     const irqFds = this.irqs.heldFds;
     this.irqs.clear();

@@ -66,6 +66,15 @@ export function negotiate(req: VersionBody, server: ServerLimits = DEFAULT_SERVE
         if ((clientPgsizes & PAGE_SIZE) === 0) invalid(`VERSION pgsizes ${clientPgsizes} does not include 4096`);
       }
       if (c.max_dma_maps !== undefined) nonNegativeInteger(c.max_dma_maps, 'max_dma_maps');
+      if (c.write_multiple !== undefined && typeof c.write_multiple !== 'boolean') invalid('VERSION capability write_multiple must be a boolean');
+      if (c.migration !== undefined) {
+        if (typeof c.migration !== 'object' || c.migration === null || Array.isArray(c.migration)) invalid('VERSION capability migration must be an object');
+        const m = c.migration as Record<string, unknown>;
+        if (m.pgsize !== undefined && nonNegativeInteger(m.pgsize, 'migration.pgsize') % PAGE_SIZE !== 0) {
+          invalid(`VERSION migration.pgsize ${String(m.pgsize)} is not a multiple of 4096`);
+        }
+        if (m.max_bitmap_size !== undefined) nonNegativeInteger(m.max_bitmap_size, 'migration.max_bitmap_size');
+      }
     }
   }
   const json = JSON.stringify({
@@ -74,6 +83,8 @@ export function negotiate(req: VersionBody, server: ServerLimits = DEFAULT_SERVE
       max_data_xfer_size: server.maxDataXferSize,
       pgsizes: PAGE_SIZE,
       max_dma_maps: server.maxDmaMaps,
+      // QEMU never coalesces writes to a device with mmappable regions, but others may.
+      write_multiple: true,
     },
   });
   return {

@@ -106,3 +106,26 @@ export const DmaUnmapFlags = { GET_DIRTY_BITMAP: 1 << 0, ALL: 1 << 1 } as const;
 
 /** REGION_READ / REGION_WRITE: offset u64, region u32, count u32, then data. */
 export const REGION_ACCESS_SIZE = 16;
+
+/** DEVICE_FEATURE flags (linux/vfio.h): feature index in the low 16 bits. */
+export const FEATURE_INDEX_MASK = 0xffff;
+export const FeatureFlags = { GET: 1 << 16, SET: 1 << 17, PROBE: 1 << 18 } as const;
+export const Feature = {
+  MIGRATION: 1,
+  MIG_DEVICE_STATE: 2,
+  DMA_LOGGING_START: 6,
+  DMA_LOGGING_STOP: 7,
+  DMA_LOGGING_REPORT: 8,
+} as const;
+export const MigrationFlags = { STOP_COPY: 1n << 0n, P2P: 1n << 1n, PRE_COPY: 1n << 2n } as const;
+/** enum vfio_device_mig_state */
+export const MigState = {
+  ERROR: 0,
+  STOP: 1,
+  RUNNING: 2,
+  STOP_COPY: 3,
+  RESUMING: 4,
+  RUNNING_P2P: 5,
+  PRE_COPY: 6,
+  PRE_COPY_P2P: 7,
+} as const;

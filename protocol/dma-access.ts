@@ -1,0 +1,108 @@
+/**
+ * The device's view of guest memory: a transfer is split over the DMA mappings it spans; each
+ * piece is copied straight through our mapping of the client's fd when there is one, or
+ * carried by DMA_READ/DMA_WRITE messages (in chunks of the client's max_data_xfer_size) when
+ * the client mapped memory without an fd.
+ */
+import { encodeDmaTransfer, decodeDmaTransfer } from './codec.ts';
+import { type DmaAccess, DmaFault } from './device-model.ts';
+import type { DmaMapTable, DmaSegment } from './dma.ts';
+import { viewOf } from './native/libc.ts';
+import type { PeerRequests } from './peer-requests.ts';
+import { Command } from './wire.ts';
+
+/** The connected client's request channel and its transfer limit, when there is a client. */
+export interface DmaChannel {
+  readonly peer: PeerRequests;
+  readonly maxXfer: number;
+}
+
+export class ServerDma implements DmaAccess {
+  /** Bytes moved by each path, for logs, tests and benchmarks. */
+  readonly moved = { direct: 0, messages: 0 };
+
+  constructor(
+    private readonly table: DmaMapTable,
+    private readonly channel: () => DmaChannel | null,
+  ) {}
+
+  private plan(address: bigint, length: number, write: boolean): DmaSegment[] {
+    if (length <= 0) throw new DmaFault(address, length, 'empty transfer');
+    const found = this.table.segments(address, BigInt(length));
+    if ('hole' in found) throw new DmaFault(address, length, `0x${found.hole.toString(16)} is not DMA-mapped`);
+    for (const p of found.pieces) {
+      if (write ? !p.region.writable : !p.region.readable) {
+        throw new DmaFault(address, length, `mapping at 0x${p.region.address.toString(16)} does not allow ${write ? 'writes' : 'reads'}`);
+      }
+    }
+    return found.pieces;
+  }
+
+  /** The piece's bytes in our mapping; used synchronously, never kept across an await. */
+  private direct(p: DmaSegment): Uint8Array {
+    const file = p.region.file!;
+    return new Uint8Array(viewOf(file.addr + p.region.fileOffset + (p.address - p.region.address), Number(p.length)));
+  }
+
+  async read(address: bigint, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    let at = 0;
+    for (const p of this.plan(address, length, false)) {
+      const n = Number(p.length);
+      if (p.region.file) {
+        out.set(this.direct(p), at);
+        this.moved.direct += n;
+      } else {
+        await this.viaMessages(p, (chunkAddr, count) => this.readChunk(chunkAddr, count, out, at + Number(chunkAddr - p.address)));
+        this.moved.messages += n;
+      }
+      at += n;
+    }
+    return out;
+  }
+
+  async write(address: bigint, data: Uint8Array): Promise<void> {
+    let at = 0;
+    for (const p of this.plan(address, data.byteLength, true)) {
+      const n = Number(p.length);
+      if (p.region.file) {
+        if (!p.region.file.writable) throw new DmaFault(address, data.byteLength, 'the client passed a read-only fd');
+        this.direct(p).set(data.subarray(at, at + n));
+        this.moved.direct += n;
+      } else {
+        const base = at;
+        await this.viaMessages(p, async (chunkAddr, count) => {
+          const from = base + Number(chunkAddr - p.address);
+          await this.peer(address, data.byteLength).request(
+            Command.DMA_WRITE,
+            encodeDmaTransfer({ address: chunkAddr, count, data: data.subarray(from, from + count) }),
+          );
+        });
+        this.moved.messages += n;
+      }
+      at += n;
+    }
+  }
+
+  private peer(address: bigint, length: number): PeerRequests {
+    const ch = this.channel();
+    if (!ch) throw new DmaFault(address, length, 'no client is connected to carry DMA messages');
+    return ch.peer;
+  }
+
+  private async readChunk(address: bigint, count: number, out: Uint8Array, at: number): Promise<void> {
+    const body = await this.peer(address, count).request(Command.DMA_READ, encodeDmaTransfer({ address, count, data: new Uint8Array(0) }));
+    const reply = decodeDmaTransfer(body, true);
+    if (reply.count !== count) throw new DmaFault(address, count, `client returned ${reply.count} bytes`);
+    out.set(reply.data, at);
+  }
+
+  private async viaMessages(p: DmaSegment, chunk: (address: bigint, count: number) => Promise<void>): Promise<void> {
+    const max = BigInt(this.channel()?.maxXfer ?? 0);
+    if (max === 0n) throw new DmaFault(p.address, Number(p.length), 'no client is connected to carry DMA messages');
+    for (let off = 0n; off < p.length; off += max) {
+      const count = p.length - off < max ? p.length - off : max;
+      await chunk(p.address + off, Number(count));
+    }
+  }
+}

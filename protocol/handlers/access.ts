@@ -1,0 +1,58 @@
+/** REGION_READ, REGION_WRITE and REGION_WRITE_MULTI: trapped accesses and shared memory alike. */
+import { decodeRegionAccess, decodeWriteMulti, encodeRegionAccess } from '../codec.ts';
+import type { RegionDescription } from '../device-model.ts';
+import { invalid } from '../errors.ts';
+import type { Frame } from '../framing.ts';
+import { WireWriter } from '../writer.ts';
+import { EMPTY, type HandlerContext, type HandlerResult, sizedRegion } from './context.ts';
+
+/** Checks index, access, count and range (without u64 overflow). EINVAL for any failure. */
+function checkAccess(ctx: HandlerContext, index: number, offset: bigint, count: number, write: boolean): RegionDescription {
+  if (index >= ctx.device.numRegions) invalid(`region ${index} out of range`);
+  const region = sizedRegion(ctx, index);
+  if (!region) invalid(`region ${index} has no size`);
+  if (write ? !region.writable : !region.readable) invalid(`region ${index} is not ${write ? 'writable' : 'readable'}`);
+  if (count === 0) invalid('access of zero bytes');
+  if (count > ctx.limits.maxDataXferSize) invalid(`count ${count} exceeds max_data_xfer_size ${ctx.limits.maxDataXferSize}`);
+  if (offset >= region.size || BigInt(count) > region.size - offset) {
+    invalid(`[0x${offset.toString(16)}, +${count}) is outside region ${index} (0x${region.size.toString(16)} bytes)`);
+  }
+  return region;
+}
+
+function write(ctx: HandlerContext, region: RegionDescription, offset: bigint, data: Uint8Array): void {
+  ctx.stats.count(ctx.stats.regionWrites, region.index);
+  if (region.memory) region.memory.bytes(Number(offset), data.byteLength).set(data);
+  else ctx.device.write(region.index, Number(offset), data);
+}
+
+export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeRegionAccess(frame.body);
+  if (req.data.byteLength !== 0) invalid('REGION_READ request carries data');
+  const region = checkAccess(ctx, req.region, req.offset, req.count, false);
+  ctx.stats.count(ctx.stats.regionReads, req.region);
+  const offset = Number(req.offset);
+  let data: Uint8Array;
+  if (region.memory) data = new Uint8Array(region.memory.bytes(offset, req.count));
+  else ctx.device.read(req.region, offset, (data = new Uint8Array(req.count)));
+  return { body: encodeRegionAccess({ offset: req.offset, region: req.region, count: req.count, data }) };
+}
+
+export function regionWrite(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeRegionAccess(frame.body);
+  if (req.data.byteLength !== req.count) invalid(`REGION_WRITE count ${req.count} but ${req.data.byteLength} data bytes`);
+  write(ctx, checkAccess(ctx, req.region, req.offset, req.count, true), req.offset, req.data);
+  return { body: encodeRegionAccess({ offset: req.offset, region: req.region, count: req.count, data: EMPTY }) };
+}
+
+/**
+ * Coalesced writes (spec: up to 8 bytes each). All entries are validated before any is
+ * applied, so a bad entry leaves the device untouched. Reply: wr_cnt completed.
+ */
+export function regionWriteMulti(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const writes = decodeWriteMulti(frame.body);
+  if (writes.length === 0) invalid('REGION_WRITE_MULTI with no writes');
+  const regions = writes.map((w) => checkAccess(ctx, w.region, w.offset, w.count, true));
+  writes.forEach((w, i) => write(ctx, regions[i]!, w.offset, w.data));
+  return { body: new WireWriter(8).u64(writes.length).finish() };
+}

@@ -1,0 +1,54 @@
+/** What every command handler gets: the device, the per-device tables and this session's state. */
+import type { DeviceModel, RegionDescription, SharedMemory } from '../device-model.ts';
+import type { DmaMapTable } from '../dma.ts';
+import { invalid } from '../errors.ts';
+import type { Frame } from '../framing.ts';
+import type { IrqTable } from '../irqs.ts';
+import type { Logger } from '../log.ts';
+import type { Migration } from '../migration.ts';
+import type { Negotiated, ServerLimits } from '../version.ts';
+
+/** Per-connection counters; the e2e test uses them to prove BAR1 accesses never trapped. */
+export class SessionStats {
+  readonly commands = new Map<number, number>();
+  readonly regionReads = new Map<number, number>();
+  readonly regionWrites = new Map<number, number>();
+  errors = 0;
+
+  count(map: Map<number, number>, key: number): void {
+    map.set(key, (map.get(key) ?? 0) + 1);
+  }
+}
+
+export interface HandlerContext {
+  readonly device: DeviceModel;
+  readonly irqs: IrqTable;
+  readonly dma: DmaMapTable;
+  readonly migration: Migration;
+  readonly limits: ServerLimits;
+  /** The fd that backs a shared-memory region, to pass in region info. */
+  readonly memoryFd: (memory: SharedMemory) => number;
+  readonly log: Logger;
+  readonly stats: SessionStats;
+  /** What VERSION agreed (handlers only run after it). */
+  readonly negotiated: () => Negotiated;
+}
+
+export interface HandlerResult {
+  readonly body: Uint8Array;
+  readonly fds?: readonly number[];
+}
+
+export type Handler = (ctx: HandlerContext, frame: Frame) => HandlerResult;
+
+export const EMPTY = new Uint8Array(0);
+
+/** A region the device describes with a non-zero size, or undefined. */
+export function sizedRegion(ctx: HandlerContext, index: number): RegionDescription | undefined {
+  return ctx.device.regions.find((r) => r.index === index && r.size > 0n);
+}
+
+/** argsz must cover the fixed structure: EINVAL otherwise. */
+export function requireArgsz(what: string, argsz: number, min: number): void {
+  if (argsz < min) invalid(`${what} argsz ${argsz} < ${min}`);
+}

@@ -1,0 +1,26 @@
+/** DMA_MAP and DMA_UNMAP: the client lends (and takes back) guest memory. */
+import { decodeDmaMap, decodeDmaUnmap, encodeDmaUnmap } from '../codec.ts';
+import { invalid } from '../errors.ts';
+import type { Frame } from '../framing.ts';
+import { DMA_MAP_SIZE, DMA_UNMAP_SIZE } from '../wire.ts';
+import { EMPTY, type HandlerContext, type HandlerResult, requireArgsz } from './context.ts';
+
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+
+export function dmaMap(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeDmaMap(frame.body);
+  requireArgsz('DMA_MAP', req.argsz, DMA_MAP_SIZE);
+  if (frame.fds.length > 1) invalid(`DMA_MAP carries ${frame.fds.length} fds (at most 1)`);
+  const fd = frame.fds.splice(0)[0];
+  ctx.dma.add(req, fd);
+  ctx.log.debug(`DMA_MAP [${hex(req.address)}, +${hex(req.size)}) ${fd === undefined ? 'without fd' : 'fd-backed'}`);
+  return { body: EMPTY };
+}
+
+export function dmaUnmap(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeDmaUnmap(frame.body);
+  requireArgsz('DMA_UNMAP', req.argsz, DMA_UNMAP_SIZE);
+  const removed = ctx.dma.remove(req);
+  ctx.log.debug(`DMA_UNMAP [${hex(req.address)}, +${hex(req.size)}): ${removed} mapping(s) removed`);
+  return { body: encodeDmaUnmap({ ...req, argsz: DMA_UNMAP_SIZE }) };
+}

@@ -1,0 +1,80 @@
+/**
+ * DEVICE_FEATURE (migration features only, as the spec allows), MIG_DATA_READ/WRITE, and
+ * DEVICE_RESET. Unknown or unsupported features are ENOTTY, as the kernel answers
+ * VFIO_DEVICE_FEATURE; malformed requests are EINVAL.
+ */
+import { decodeDeviceFeature, decodeMigData, encodeDeviceFeature, encodeMigData } from '../codec.ts';
+import { Errno, VfioUserError, invalid } from '../errors.ts';
+import type { Frame } from '../framing.ts';
+import { WireReader } from '../reader.ts';
+import { WireWriter } from '../writer.ts';
+import { FEATURE_INDEX_MASK, Feature, FeatureFlags, MigrationFlags } from '../wire.ts';
+import { EMPTY, type HandlerContext, type HandlerResult, requireArgsz } from './context.ts';
+
+const FEATURE_HEAD = 8;
+const ALL_OPS = FeatureFlags.GET | FeatureFlags.SET | FeatureFlags.PROBE;
+
+/** Which operations each feature supports. */
+const SUPPORTED: Record<number, number> = {
+  [Feature.MIGRATION]: FeatureFlags.GET,
+  [Feature.MIG_DEVICE_STATE]: FeatureFlags.GET | FeatureFlags.SET,
+};
+
+export function deviceFeature(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeDeviceFeature(frame.body);
+  requireArgsz('DEVICE_FEATURE', req.argsz, FEATURE_HEAD);
+  if (req.flags & ~(FEATURE_INDEX_MASK | ALL_OPS)) invalid(`DEVICE_FEATURE unknown flags 0x${req.flags.toString(16)}`);
+  const feature = req.flags & FEATURE_INDEX_MASK;
+  const ops = req.flags & (FeatureFlags.GET | FeatureFlags.SET);
+  const probe = (req.flags & FeatureFlags.PROBE) !== 0;
+  if (!probe && ops !== FeatureFlags.GET && ops !== FeatureFlags.SET) invalid('DEVICE_FEATURE needs exactly one of GET and SET (or PROBE)');
+  const supported = ctx.migration.supported ? SUPPORTED[feature] : undefined;
+  if (supported === undefined) throw new VfioUserError(Errno.ENOTTY, `device feature ${feature} is not supported`);
+  if ((ops & supported) !== ops) invalid(`device feature ${feature} does not support ${ops === FeatureFlags.SET ? 'SET' : 'GET/SET'}`);
+  if (probe) return { body: encodeDeviceFeature({ argsz: FEATURE_HEAD, flags: req.flags, data: EMPTY }) };
+
+  if (feature === Feature.MIGRATION) {
+    return reply(req.argsz, req.flags, new WireWriter(8).u64(MigrationFlags.STOP_COPY).finish());
+  }
+  // MIG_DEVICE_STATE: { device_state u32, data_fd s32 } (data_fd unused over vfio-user: -1).
+  if (ops === FeatureFlags.SET) {
+    const r = new WireReader(req.data);
+    const target = r.u32('device_state');
+    ctx.migration.setState(target);
+    return { body: encodeDeviceFeature({ argsz: req.argsz, flags: req.flags, data: req.data }) };
+  }
+  return reply(req.argsz, req.flags, new WireWriter(8).u32(ctx.migration.state).u32(0xffffffff).finish());
+}
+
+/** A GET reply: the data appended and its length added to argsz; EINVAL if argsz cannot hold it. */
+function reply(argsz: number, flags: number, data: Uint8Array): HandlerResult {
+  const needed = FEATURE_HEAD + data.byteLength;
+  requireArgsz('DEVICE_FEATURE GET', argsz, needed);
+  return { body: encodeDeviceFeature({ argsz: needed, flags, data }) };
+}
+
+export function migDataRead(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeMigData(frame.body);
+  requireArgsz('MIG_DATA_READ', req.argsz, 8);
+  if (req.data.byteLength !== 0) invalid('MIG_DATA_READ request carries data');
+  const limit = ctx.negotiated().clientMaxDataXferSize;
+  if (req.size > limit) invalid(`MIG_DATA_READ size ${req.size} exceeds the client's max_data_xfer_size ${limit}`);
+  const data = ctx.migration.read(Math.min(req.size, req.argsz - 8));
+  return { body: encodeMigData({ argsz: 8 + data.byteLength, size: data.byteLength, data }) };
+}
+
+export function migDataWrite(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const req = decodeMigData(frame.body);
+  requireArgsz('MIG_DATA_WRITE', req.argsz, 8);
+  if (req.size !== req.data.byteLength) invalid(`MIG_DATA_WRITE size ${req.size} but ${req.data.byteLength} data bytes`);
+  ctx.migration.write(req.data);
+  return { body: EMPTY };
+}
+
+export function deviceReset(ctx: HandlerContext, frame: Frame): HandlerResult {
+  if (frame.body.byteLength !== 0) invalid('DEVICE_RESET carries a payload');
+  ctx.log.info('device reset requested by the client');
+  ctx.device.reset();
+  ctx.migration.reset();
+  return { body: EMPTY };
+}

@@ -1,0 +1,44 @@
+/**
+ * Turning away a client while another one drives the device. vfio-user has no refusal message,
+ * so the clearest thing we can do is answer the newcomer's first request (its VERSION) with
+ * EBUSY, then close. A client that sends nothing is closed after a few seconds.
+ */
+import { Errno } from './errors.ts';
+import { decodeHeader, encodeHeader } from './header.ts';
+import type { Logger } from './log.ts';
+import { FdReceiver, FdSender, closeQuietly, close as closeFd, watchReadable } from './native/libc.ts';
+import { FLAG_ERROR, HEADER_SIZE, MessageType } from './wire.ts';
+
+const GRACE_MS = 5000;
+
+export function refuseClient(fd: number, reason: string, log: Logger): void {
+  const header = Buffer.alloc(HEADER_SIZE);
+  let have = 0;
+  const receiver = new FdReceiver(16);
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    watch.stop();
+    clearTimeout(timer);
+    closeFd(fd);
+  };
+  const watch = watchReadable(fd, () => {
+    try {
+      const got = receiver.recv(fd, header, have, HEADER_SIZE - have);
+      if (got === null) return;
+      closeQuietly(got.fds);
+      if (got.bytes === 0) return finish();
+      have += got.bytes;
+      if (have < HEADER_SIZE) return;
+      const h = decodeHeader(header);
+      new FdSender(0).send(fd, [encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE, flags: MessageType.REPLY | FLAG_ERROR, error: Errno.EBUSY })]);
+      log.info(`answered the refused client's first request (id ${h.id}) with EBUSY: ${reason}`);
+    } catch (err) {
+      log.warn(`refusing a client: ${(err as Error).message}`);
+    }
+    finish();
+  });
+  const timer = setTimeout(finish, GRACE_MS);
+  timer.unref();
+}
