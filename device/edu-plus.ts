@@ -89,7 +89,10 @@ export class EduPlus implements DeviceModel {
     if (region === PciRegion.CONFIG) return this.config.read(offset, into);
     if (region === PciRegion.BAR0) {
       const v = this.registers.read(offset, into.length);
-      for (let i = 0; i < into.length; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      const view = new DataView(into.buffer, into.byteOffset, into.length);
+      if (into.length === 8) view.setBigUint64(0, v, true);
+      else if (into.length === 4) view.setUint32(0, Number(v), true);
+      else for (let i = 0; i < into.length; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
       return;
     }
     this.host.log.warn(`guest error: read of region ${region} which traps nothing`);
@@ -99,8 +102,11 @@ export class EduPlus implements DeviceModel {
   write(region: number, offset: number, data: Uint8Array): void {
     if (region === PciRegion.CONFIG) return this.config.write(offset, data);
     if (region === PciRegion.BAR0) {
+      const view = new DataView(data.buffer, data.byteOffset, data.length);
       let v = 0n;
-      for (let i = data.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
+      if (data.length === 8) v = view.getBigUint64(0, true);
+      else if (data.length === 4) v = BigInt(view.getUint32(0, true));
+      else for (let i = data.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
       this.registers.write(offset, data.length, v);
       return;
     }

@@ -40,7 +40,7 @@ import { WireReader } from './reader.ts';
 import { WireWriter } from './writer.ts';
 import { type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader, isError, isReply } from './header.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, waitReadable, watchReadable } from './native/libc.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, setReceiveTimeout, watchReadable } from './native/libc.ts';
 import {
   Command,
   DEVICE_INFO_SIZE,
@@ -83,6 +83,7 @@ export class VfioUserClient {
   /** Replies collected for requestSync, by id. */
   private readonly syncReplies = new Map<number, Reply>();
   private syncWaiting = -1;
+  private receiveTimeoutMs = 0;
   /** Memory mapped for DMA without an fd: the server reaches it with DMA_READ/WRITE. */
   private readonly dmaMemory: { address: bigint; bytes: Uint8Array }[] = [];
   /** Server-issued DMA requests answered, for tests. */
@@ -152,6 +153,10 @@ export class VfioUserClient {
   requestSync(command: number, body: Uint8Array, fds: readonly number[] = [], timeoutMs = 5000): Reply {
     if (this.pending.size > 0) throw new Error('requestSync while asynchronous requests are outstanding');
     if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
+    if (timeoutMs !== this.receiveTimeoutMs) {
+      setReceiveTimeout(this.fd, timeoutMs * 1000);
+      this.receiveTimeoutMs = timeoutMs;
+    }
     const id = this.allocateId();
     this.syncWaiting = id;
     this.sendRequest(id, command, body, fds, 0);
@@ -165,10 +170,9 @@ export class VfioUserClient {
           return this.checked(command, reply);
         }
         if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
-        if (this.readOnce()) continue;
-        const left = deadline - performance.now();
-        if (left <= 0 || !waitReadable(this.fd, Math.ceil(left))) {
-          throw new VfioUserError(110 /* ETIMEDOUT */, `${commandName(command)}: no reply within ${timeoutMs} ms`);
+        // A blocking receive: one system call per reply, woken directly by the server's send.
+        if (!this.readOnce(true) && performance.now() >= deadline) {
+          throw new VfioUserError(Errno.ETIMEDOUT, `${commandName(command)}: no reply within ${timeoutMs} ms`);
         }
       }
     } finally {
@@ -180,12 +184,15 @@ export class VfioUserClient {
     while (this.readOnce());
   }
 
-  /** One non-blocking read, its messages dispatched. False when nothing was pending or closed. */
-  private readOnce(): boolean {
+  /**
+   * One read (non-blocking unless `block`, which waits up to the receive timeout), its
+   * messages dispatched. False when nothing came or the connection closed.
+   */
+  private readOnce(block = false): boolean {
     if (this.closedReason) return false;
     let got;
     try {
-      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length);
+      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length, block);
     } catch (err) {
       this.shutdown(`receive failed: ${(err as Error).message}`);
       return false;

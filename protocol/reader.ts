@@ -44,7 +44,7 @@ export class WireReader {
   /** A view (no copy) of the next n bytes of the frame. */
   bytesView(n: number, what = 'data'): Uint8Array {
     const start = this.take(n, what);
-    return this.bytes.subarray(start, start + n);
+    return new Uint8Array(this.bytes.buffer, this.bytes.byteOffset + start, n);
   }
 
   /** The rest of the frame, as a view. */

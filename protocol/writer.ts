@@ -59,7 +59,8 @@ export class WireWriter {
     return this;
   }
 
+  /** The bytes written (the buffer itself when the initial size was exact: no view to make). */
   finish(): Buffer {
-    return this.buf.subarray(0, this.at);
+    return this.at === this.buf.length ? this.buf : this.buf.subarray(0, this.at);
   }
 }

@@ -34,7 +34,7 @@ const c = {
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
-  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
 };
 
 // Linux x86_64 values. Node exposes errno numbers but not these.
@@ -137,6 +137,16 @@ export function connectUnix(path: string): number {
   return fd;
 }
 
+const SO_RCVTIMEO = 20;
+const timeval = Buffer.alloc(16);
+
+/** Bounds how long a blocking receive waits (0 = forever). */
+export function setReceiveTimeout(fd: number, micros: number): void {
+  timeval.writeBigInt64LE(BigInt(Math.floor(micros / 1e6)), 0);
+  timeval.writeBigInt64LE(BigInt(Math.floor(micros % 1e6)), 8);
+  if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16) < 0) fail('setsockopt', 'SO_RCVTIMEO');
+}
+
 export function socketPair(): [number, number] {
   const sv = [0, 0];
   if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair');
@@ -199,7 +209,11 @@ export class FdReceiver {
     this.block = new MsgBlock(1, maxFds);
   }
 
-  recv(fd: number, buf: Buffer, offset: number, length: number): Received | null {
+  /**
+   * @param block wait for data (the socket must be blocking); with SO_RCVTIMEO set, returns
+   *   null when that timeout passes. Default: never wait.
+   */
+  recv(fd: number, buf: Buffer, offset: number, length: number, block = false): Received | null {
     const { msghdr, iov, control } = this.block;
     iov.writeBigUInt64LE(koffi.address(buf) + BigInt(offset), 0);
     iov.writeBigUInt64LE(BigInt(length), 8);
@@ -207,7 +221,7 @@ export class FdReceiver {
     msghdr.writeBigUInt64LE(koffi.address(control), 32);
     msghdr.writeBigUInt64LE(BigInt(control.length), 40);
     msghdr.writeInt32LE(0, 48);
-    const n = Number(c.recvmsg(fd, msghdr, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+    const n = Number(c.recvmsg(fd, msghdr, (block ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC));
     if (n < 0) {
       const errno = koffi.errno();
       if (errno === EAGAIN || errno === EINTR) return null;
@@ -378,26 +392,6 @@ export function eventfdConsume(fd: number): bigint {
 }
 
 // ---- readiness -------------------------------------------------------------------------------
-
-const POLLIN = 0x1;
-const pollFd = Buffer.alloc(8);
-
-/**
- * Blocks this thread until fd is readable (or hung up) or timeoutMs passes; true if readable.
- * Only for synchronous callers that own the thread (a blocking client, a benchmark): it stops
- * the event loop for as long as it waits.
- */
-export function waitReadable(fd: number, timeoutMs: number): boolean {
-  pollFd.writeInt32LE(fd, 0);
-  pollFd.writeInt16LE(POLLIN, 4);
-  pollFd.writeInt16LE(0, 6);
-  for (;;) {
-    const n = c.poll(pollFd, 1, timeoutMs);
-    if (n >= 0) return n > 0;
-    const errno = koffi.errno();
-    if (errno !== EINTR) throw new SyscallError('poll', errno);
-  }
-}
 
 export interface FdWatch {
   stop(): void;
