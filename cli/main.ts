@@ -3,6 +3,7 @@
  */
 import { SyscallError } from '../protocol/native/libc.ts';
 import { UsageError } from './flags.ts';
+import { INSPECT_HELP, inspect } from './inspect.ts';
 import { SERVE_HELP, serve } from './serve.ts';
 
 const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
@@ -11,7 +12,8 @@ Usage: tsx cli/main.ts <command> [options]
 
 Commands:
   serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
-  help      show this help, or \`help serve\` for a command's options
+  inspect   connect to any vfio-user socket and print what the device offers
+  help      show this help, or \`help COMMAND\` for a command's options
 
 Tests: \`npm test\` runs the type check, the unit tests and the end-to-end VM test (it
 provisions QEMU and a guest kernel into ~/.cache/edu-plus on first use).
@@ -25,12 +27,14 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      console.log(rest[0] === 'serve' ? SERVE_HELP : HELP);
+      console.log(rest[0] === 'serve' ? SERVE_HELP : rest[0] === 'inspect' ? INSPECT_HELP : HELP);
       return 0;
     case 'serve':
       return serve(rest);
+    case 'inspect':
+      return inspect(rest);
     default:
-      throw new UsageError(`unknown command "${command}"; commands: serve, help`);
+      throw new UsageError(`unknown command "${command}"; commands: serve, inspect, help`);
   }
 }
 

@@ -63,3 +63,31 @@ describe('edu-plus serve (the npm start command)', () => {
     assert.match(h.stdout, /--socket-path PATH/);
   });
 });
+
+describe('edu-plus inspect', () => {
+  it('prints the device a server offers, and refuses a busy server clearly', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edu-plus-inspect-'));
+    const socketPath = join(dir, 'inspect.sock');
+    const { child } = await startServe(socketPath);
+    try {
+      const r = spawnSync(process.execPath, cli(['inspect', socketPath]), { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /PCI 1234:11e8 \(rev 10\), class 0x00ff00/);
+      assert.match(r.stdout, /BAR0: 1 MiB memory, 32-bit/);
+      assert.match(r.stdout, /BAR1: 64 MiB memory, 64-bit, prefetchable/);
+      assert.match(r.stdout, /1 BAR1 +64 MiB +READ\|WRITE\|MMAP\|CAPS, fd passed, mmap areas 0x0\+64 MiB/);
+      assert.match(r.stdout, /Capabilities: \[0x40\] MSI: 1 vector\(s\), 64-bit address/);
+      const json = JSON.parse(spawnSync(process.execPath, cli(['inspect', socketPath, '--json']), { encoding: 'utf8' }).stdout);
+      assert.equal(json.irqs[1].count, 1);
+      const holder = VfioUserClient.connect(socketPath);
+      holder.requestSync(1, Buffer.from([0, 0, 0, 0, ...Buffer.from('{}\0')]));
+      const busy = spawnSync(process.execPath, cli(['inspect', socketPath]), { encoding: 'utf8' });
+      holder.close();
+      assert.equal(busy.status, 2);
+      assert.match(busy.stderr, /refused a second client \(EBUSY\)/);
+    } finally {
+      child.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
