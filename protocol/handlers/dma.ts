@@ -22,5 +22,6 @@ export function dmaUnmap(ctx: HandlerContext, frame: Frame): HandlerResult {
   requireArgsz('DMA_UNMAP', req.argsz, DMA_UNMAP_SIZE);
   const removed = ctx.dma.remove(req);
   ctx.log.debug(`DMA_UNMAP [${hex(req.address)}, +${hex(req.size)}): ${removed} mapping(s) removed`);
-  return { body: encodeDmaUnmap({ ...req, argsz: DMA_UNMAP_SIZE }) };
+  // The spec: the reply is the original entry of the request (argsz as sent, like libvfio-user).
+  return { body: encodeDmaUnmap(req) };
 }
