@@ -40,7 +40,8 @@ import { WireReader } from './reader.ts';
 import { WireWriter } from './writer.ts';
 import { type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader, isError, isReply } from './header.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, setReceiveTimeout, watchReadable } from './native/libc.ts';
+import { MessageWriter } from './message-writer.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, dup, waitFd, watchFd } from './native/libc.ts';
 import {
   Command,
   DEVICE_INFO_SIZE,
@@ -77,20 +78,39 @@ export class VfioUserClient {
   private readonly buffer = Buffer.alloc(256 * 1024);
   private readonly decoder = new FrameDecoder(() => 64 << 20);
   private readonly pending = new Map<number, Pending>();
-  private readonly watch: FdWatch;
+  /** Created on the first asynchronous use: libuv makes the socket non-blocking. */
+  private watch: FdWatch | null = null;
+  private readonly writer: MessageWriter;
   private nextId = 0;
   private closedReason: string | null = null;
   /** Replies collected for requestSync, by id. */
   private readonly syncReplies = new Map<number, Reply>();
   private syncWaiting = -1;
-  private receiveTimeoutMs = 0;
   /** Memory mapped for DMA without an fd: the server reaches it with DMA_READ/WRITE. */
   private readonly dmaMemory: { address: bigint; bytes: Uint8Array }[] = [];
   /** Server-issued DMA requests answered, for tests. */
   readonly dmaServed = { reads: 0, writes: 0 };
 
   private constructor(readonly fd: number) {
-    this.watch = watchReadable(fd, () => this.drain());
+    this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.shutdown(`send failed: ${err.message}`));
+  }
+
+  /** Joins the event loop (asynchronous requests, server-issued DMA requests). */
+  private ensureWatch(): void {
+    if (this.watch || this.closedReason) return;
+    this.watch = watchFd(this.fd, (ev) => {
+      if (ev.writable) this.writer.flush();
+      // koffi can report a hang-up with every flag clear: anything but pure writability drains.
+      if (ev.readable || ev.hangup || !ev.writable) this.drain();
+    });
+  }
+
+  /**
+   * Answers the server's DMA_READ/WRITE from memory registered with dmaMap() while the caller
+   * is otherwise idle (asynchronous requests start this by themselves).
+   */
+  listen(): void {
+    this.ensureWatch();
   }
 
   static connect(socketPath: string): VfioUserClient {
@@ -106,9 +126,10 @@ export class VfioUserClient {
     return this.closedReason !== null;
   }
 
-  /** Sends raw bytes (tests use this for malformed messages). */
+  /** Sends raw bytes (tests use this for malformed messages); fds are sent as copies. */
   sendRaw(bytes: Uint8Array, fds: readonly number[] = []): void {
-    this.sender.send(this.fd, [bytes], fds);
+    this.ensureWatch();
+    this.sender.sendAll(this.fd, [bytes], fds);
   }
 
   /** Allocates the id of the next request (wraps at 16 bits). */
@@ -121,12 +142,16 @@ export class VfioUserClient {
   /** Waits for the reply with `id` (for requests sent with sendRaw). */
   waitReply(id: number, command: number): Promise<Reply> {
     if (this.closedReason) return Promise.reject(new Error(`connection closed: ${this.closedReason}`));
+    this.ensureWatch();
     return new Promise((resolve, reject) => this.pending.set(id, { command, resolve, reject }));
   }
 
-  private sendRequest(id: number, command: number, body: Uint8Array, fds: readonly number[], flags: number): void {
+  /** The caller's fds are sent as copies and stay the caller's. */
+  private sendRequest(id: number, command: number, body: Uint8Array, fds: readonly number[], flags: number, sync: boolean): void {
     const header = encodeHeader({ id, command, size: HEADER_SIZE + body.byteLength, flags: MessageType.COMMAND | flags, error: 0 });
-    this.sender.send(this.fd, body.byteLength ? [header, body] : [header], fds);
+    const parts = body.byteLength ? [header, body] : [header];
+    if (sync) this.sender.sendAll(this.fd, parts, fds);
+    else this.writer.write(parts, fds.map((fd) => dup(fd)));
   }
 
   private checked(command: number, r: Reply): Reply {
@@ -141,7 +166,7 @@ export class VfioUserClient {
   async request(command: number, body: Uint8Array, fds: readonly number[] = [], flags = 0): Promise<Reply> {
     const id = this.allocateId();
     const reply = this.waitReply(id, command);
-    this.sendRequest(id, command, body, fds, flags);
+    this.sendRequest(id, command, body, fds, flags, false);
     return this.checked(command, await reply);
   }
 
@@ -153,13 +178,9 @@ export class VfioUserClient {
   requestSync(command: number, body: Uint8Array, fds: readonly number[] = [], timeoutMs = 5000): Reply {
     if (this.pending.size > 0) throw new Error('requestSync while asynchronous requests are outstanding');
     if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
-    if (timeoutMs !== this.receiveTimeoutMs) {
-      setReceiveTimeout(this.fd, timeoutMs * 1000);
-      this.receiveTimeoutMs = timeoutMs;
-    }
     const id = this.allocateId();
     this.syncWaiting = id;
-    this.sendRequest(id, command, body, fds, 0);
+    this.sendRequest(id, command, body, fds, 0, true);
     const deadline = performance.now() + timeoutMs;
     try {
       for (;;) {
@@ -170,8 +191,12 @@ export class VfioUserClient {
           return this.checked(command, reply);
         }
         if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
-        // A blocking receive: one system call per reply, woken directly by the server's send.
-        if (!this.readOnce(true) && performance.now() >= deadline) {
+        // A blocking receive: one system call per reply, woken directly by the server's send
+        // (if the socket joined the event loop it is non-blocking: then wait in ppoll).
+        if (this.readOnce(this.watch === null)) continue;
+        if (this.closedReason) continue;
+        const left = deadline - performance.now();
+        if (left <= 0 || (this.watch && !waitFd(this.fd, 'read', left))) {
           throw new VfioUserError(Errno.ETIMEDOUT, `${commandName(command)}: no reply within ${timeoutMs} ms`);
         }
       }
@@ -237,10 +262,10 @@ export class VfioUserClient {
     closeQuietly(f.fds);
     const h = f.header;
     const reply = (body: Uint8Array, error = 0) =>
-      this.sender.send(this.fd, [
-        encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE + body.byteLength, flags: MessageType.REPLY | (error ? FLAG_ERROR : 0), error }),
-        body,
-      ]);
+      this.writer.write(
+        [encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE + body.byteLength, flags: MessageType.REPLY | (error ? FLAG_ERROR : 0), error }), body],
+        [],
+      );
     try {
       if (h.command !== Command.DMA_READ && h.command !== Command.DMA_WRITE) return reply(new Uint8Array(0), Errno.ENOSYS);
       const write = h.command === Command.DMA_WRITE;
@@ -263,7 +288,9 @@ export class VfioUserClient {
   private shutdown(reason: string): void {
     if (this.closedReason) return;
     this.closedReason = reason;
-    this.watch.stop();
+    this.watch?.stop();
+    this.watch = null;
+    this.writer.close();
     closeQuietly(this.decoder.takeOrphanFds());
     closeFd(this.fd);
     for (const p of this.pending.values()) p.reject(new Error(`connection closed: ${reason}`));

@@ -13,7 +13,8 @@
 import { type BadHeaderError, type Frame, FrameDecoder } from './framing.ts';
 import { encodeHeader } from './header.ts';
 import type { Logger } from './log.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, shutdownSocket, close as closeFd, watchReadable } from './native/libc.ts';
+import { MessageWriter } from './message-writer.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, shutdownSocket, close as closeFd, watchFd } from './native/libc.ts';
 import type { Outgoing } from './session.ts';
 import { HEADER_SIZE } from './wire.ts';
 
@@ -41,7 +42,7 @@ const RECEIVE_BUFFER = 256 * 1024;
 
 export class Connection {
   private readonly receiver: FdReceiver;
-  private readonly sender: FdSender;
+  private readonly writer: MessageWriter;
   private readonly buffer = Buffer.alloc(RECEIVE_BUFFER);
   private readonly header = Buffer.alloc(HEADER_SIZE);
   private readonly decoder: FrameDecoder;
@@ -55,7 +56,9 @@ export class Connection {
     private readonly opts: ConnectionOptions,
   ) {
     this.receiver = new FdReceiver(opts.maxFds);
-    this.sender = new FdSender(opts.maxSendFds ?? 16);
+    this.writer = new MessageWriter(fd, new FdSender(opts.maxSendFds ?? 16), () => this.watch, (err) =>
+      this.close(`send failed: ${err.message}`),
+    );
     this.decoder = new FrameDecoder(opts.maxMessageSize);
     this.spinNanos = BigInt(Math.round((opts.spinMicros ?? 0) * 1000));
   }
@@ -65,21 +68,20 @@ export class Connection {
   }
 
   start(): void {
-    this.watch = watchReadable(this.fd, () => this.drain());
+    this.watch = watchFd(this.fd, (ev) => {
+      if (ev.writable) this.writer.flush();
+      // koffi can report a hang-up with every flag clear: anything but pure writability drains.
+      if (ev.readable || ev.hangup || !ev.writable) this.drain();
+    });
   }
 
-  /** Writes one message. A failed write (peer gone) closes the connection. */
+  /**
+   * Writes one message (queued if the socket is full; never blocks). Its fds are closed once
+   * sent. A failed write (peer gone) closes the connection.
+   */
   send(out: Outgoing): void {
-    if (this.closed) {
-      closeQuietly(out.fds);
-      return;
-    }
     encodeHeader(out.header, this.header);
-    try {
-      this.sender.send(this.fd, out.body.byteLength ? [this.header, out.body] : [this.header], out.fds);
-    } catch (err) {
-      this.close(`send failed: ${(err as Error).message}`);
-    }
+    this.writer.write(out.body.byteLength ? [this.header, out.body] : [this.header], out.fds);
   }
 
   private drain(): void {
@@ -123,6 +125,7 @@ export class Connection {
     this.closed = true;
     this.watch?.stop();
     this.watch = null;
+    this.writer.close();
     closeQuietly(this.decoder.takeOrphanFds());
     shutdownSocket(this.fd);
     try {

@@ -85,9 +85,16 @@ export class FrameDecoder {
       pos += header.size;
     }
     if (error) {
+      // The messages before the bad header are whole and are served; its fds, and any that
+      // came with this read, cannot be paired any more and become orphans.
+      const frames = headers.map((header, i) => ({
+        header,
+        body: new Uint8Array(data.buffer, data.byteOffset + starts[i]! + HEADER_SIZE, header.size - HEADER_SIZE),
+        fds: i === 0 && this.partialFds.length ? this.takeOrphanFds() : [],
+      }));
       this.partialFds.push(...fds);
       this.partialLength = 0;
-      return { frames: [], error };
+      return { frames, error };
     }
     // Index headers.length stands for the unfinished tail message, if any.
     const hasTail = pos < data.byteLength;

@@ -32,7 +32,8 @@ export function refuseClient(fd: number, reason: string, log: Logger): void {
       have += got.bytes;
       if (have < HEADER_SIZE) return;
       const h = decodeHeader(header);
-      new FdSender(0).send(fd, [encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE, flags: MessageType.REPLY | FLAG_ERROR, error: Errno.EBUSY })]);
+      // 16 bytes always fit an empty socket buffer; if not, the client is not reading anyway.
+      new FdSender(0).sendSome(fd, [encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE, flags: MessageType.REPLY | FLAG_ERROR, error: Errno.EBUSY })], []);
       log.info(`answered the refused client's first request (id ${h.id}) with EBUSY: ${reason}`);
     } catch (err) {
       log.warn(`refusing a client: ${(err as Error).message}`);

@@ -12,8 +12,9 @@ import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
 import { Migration } from './migration.ts';
 import { refuseClient } from './refuse.ts';
+import { TraceBus } from './trace-bus.ts';
 import type { Logger } from './log.ts';
-import { type FdWatch, SyscallError, accept, close as closeFd, connectUnix, listenUnix, watchReadable } from './native/libc.ts';
+import { type FdWatch, SyscallError, accept, dup, close as closeFd, connectUnix, listenUnix, watchReadable } from './native/libc.ts';
 import { Session } from './session.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
@@ -35,6 +36,8 @@ export class VfioUserServer {
   /** The device's DMA engine access (direct or by messages). */
   readonly dmaAccess: ServerDma;
   readonly migration: Migration;
+  /** Everything the server and device saw, for the trace channel and tests. */
+  readonly trace = new TraceBus();
   private readonly memories: MemfdMemory[] = [];
   private readonly limits: ServerLimits;
   private listenFd: number | null = null;
@@ -43,8 +46,9 @@ export class VfioUserServer {
   private session: Session | null = null;
   private readonly log: Logger;
   private closeWaiters: (() => void)[] = [];
-  /** Sessions that have ended, newest last (tests read their stats). */
-  readonly pastSessions: Session[] = [];
+  /** The session that ended last (tests and the trace channel read its stats). */
+  lastSession: Session | null = null;
+  private clients = 0;
 
   private constructor(private readonly opts: ServerOptions) {
     this.log = opts.log;
@@ -58,10 +62,12 @@ export class VfioUserServer {
     let irqs: IrqTable | null = null;
     this.device = opts.device({
       log: opts.log.child('device'),
+      trace: this.trace,
       dma: this.dmaAccess,
       interrupts: {
         isEnabled: (index, vector) => irqs?.isEnabled(index, vector) ?? false,
         trigger: (index, vector) => irqs?.trigger(index, vector) ?? false,
+        setLevel: (index, level, vector) => irqs?.setLevel(index, level, vector),
       },
       allocateSharedMemory: (name, size) => {
         const mem = new MemfdMemory(name, size);
@@ -69,7 +75,7 @@ export class VfioUserServer {
         return mem;
       },
     });
-    irqs = new IrqTable(this.device.irqs);
+    irqs = new IrqTable(this.device.irqs, this.trace);
     this.irqs = irqs;
     this.migration = new Migration(this.device, opts.log.child('migration'));
   }
@@ -102,6 +108,11 @@ export class VfioUserServer {
     return this.session;
   }
 
+  /** Clients served so far, the current one included. */
+  get clientsServed(): number {
+    return this.clients;
+  }
+
   get hasClient(): boolean {
     return this.connection !== null;
   }
@@ -121,6 +132,7 @@ export class VfioUserServer {
         // One client at a time: the device is already driven by someone.
         this.log.warn(`refusing another client: ${this.device.name} is in use by a client`);
         refuseClient(fd, `${this.device.name} is already in use by another client`, this.log);
+        this.trace.emit({ type: 'client', event: 'refused', detail: 'another client is connected' });
         continue;
       }
       this.serve(fd);
@@ -128,7 +140,7 @@ export class VfioUserServer {
   }
 
   private serve(fd: number): void {
-    const log = this.log.child(`client${this.pastSessions.length + 1}`);
+    const log = this.log.child(`client${++this.clients}`);
     let connection: Connection | null = null;
     const session = new Session(
       {
@@ -139,6 +151,7 @@ export class VfioUserServer {
         limits: this.limits,
         memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
         log,
+        trace: this.trace,
       },
       (out) => connection?.send(out),
     );
@@ -147,7 +160,11 @@ export class VfioUserServer {
       {
         onFrame: (frame) => session.handle(frame),
         onBadHeader: (err) => session.errorReply(err.header, new VfioUserError(err.errno, err.message)),
-        onClose: (reason) => this.onClientGone(session, reason, log),
+        onClose: (reason) => {
+          this.onClientGone(session, reason, log);
+          // Nothing may keep the closed connection (and its buffers) alive through the session.
+          connection = null;
+        },
       },
       {
         maxMessageSize: () => session.maxMessageSize(),
@@ -159,6 +176,7 @@ export class VfioUserServer {
     this.session = session;
     this.connection = connection;
     log.info('client connected');
+    this.trace.emit({ type: 'client', event: 'connect' });
     connection.start();
   }
 
@@ -168,7 +186,8 @@ export class VfioUserServer {
     const irqFds = this.irqs.heldFds;
     this.irqs.clear();
     log.info(`${reason}; released ${maps} DMA mapping(s) and ${irqFds} interrupt eventfd(s); device state kept`);
-    this.pastSessions.push(session);
+    this.trace.emit({ type: 'client', event: 'disconnect', detail: reason });
+    this.lastSession = session;
     this.connection = null;
     this.session = null;
     const waiters = this.closeWaiters;
@@ -182,9 +201,10 @@ export class VfioUserServer {
     return new Promise((resolve) => this.closeWaiters.push(resolve));
   }
 
+  /** A dup of the region's memfd: the reply owns it and closes it once sent. */
   private memoryFd(memory: SharedMemory): number {
     if (!(memory instanceof MemfdMemory)) throw new Error('region memory was not allocated by this server');
-    return memory.fd;
+    return dup(memory.fd);
   }
 
   /** Stops listening, drops the client, removes the socket file and frees device memory. */

@@ -35,6 +35,7 @@ const c = {
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
+  ppoll: libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)'),
 };
 
 // Linux x86_64 values. Node exposes errno numbers but not these.
@@ -52,6 +53,7 @@ const MFD_CLOEXEC = 1;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 const F_GETFD = 1;
+const F_DUPFD_CLOEXEC = 1030;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 const MAP_SHARED = 1;
@@ -167,6 +169,13 @@ export function closeQuietly(fds: Iterable<number>): void {
   for (const fd of fds) c.close(fd);
 }
 
+/** A second descriptor of the same open file (close-on-exec): for handing out an fd we keep. */
+export function dup(fd: number): number {
+  const copy = c.fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) fail('fcntl(F_DUPFD_CLOEXEC)', `fd ${fd}`);
+  return copy;
+}
+
 /** True when fd is an open descriptor of this process (used by tests to prove fds were closed). */
 export function isOpenFd(fd: number): boolean {
   return c.fcntl(fd, F_GETFD, 0) >= 0;
@@ -252,7 +261,10 @@ export class FdReceiver {
   }
 }
 
-/** Writes whole messages (several buffers, optionally with fds) to a blocking stream socket. */
+/**
+ * Writes messages (several buffers, optionally with fds) to a stream socket. The socket may be
+ * non-blocking (libuv's poll makes it so): `sendSome` writes what fits and says how much.
+ */
 export class FdSender {
   private readonly block: MsgBlock;
   constructor(
@@ -262,7 +274,12 @@ export class FdSender {
     this.block = new MsgBlock(maxIov, maxFds);
   }
 
-  send(fd: number, parts: readonly Uint8Array[], fds: readonly number[] = []): void {
+  /**
+   * Sends parts (skipping the first `skip` bytes, already sent) with `fds` attached to the
+   * first byte that goes out. Returns the bytes written; 0 when the socket is full (EAGAIN),
+   * in which case nothing, fds included, was sent. Throws for any other error (EPIPE: peer gone).
+   */
+  sendSome(fd: number, parts: readonly Uint8Array[], fds: readonly number[], skip = 0): number {
     if (fds.length > this.maxFds) {
       throw new SyscallError('sendmsg', osConstants.errno.EINVAL, `${fds.length} fds exceed ${this.maxFds}`);
     }
@@ -270,45 +287,57 @@ export class FdSender {
       throw new SyscallError('sendmsg', osConstants.errno.EINVAL, `${parts.length} buffers exceed ${this.maxIov}`);
     }
     const { msghdr, iov, control } = this.block;
-    let total = 0;
-    for (const part of parts) total += part.byteLength;
-    let sent = 0;
-    let withFds = fds.length > 0;
-    while (sent < total || withFds) {
-      // Describe what is still unsent; after a partial write we skip the bytes already gone.
-      let skip = sent;
-      let count = 0;
-      for (const part of parts) {
-        if (skip >= part.byteLength) {
-          skip -= part.byteLength;
-          continue;
-        }
-        iov.writeBigUInt64LE(koffi.address(part) + BigInt(skip), count * IOVEC_SIZE);
-        iov.writeBigUInt64LE(BigInt(part.byteLength - skip), count * IOVEC_SIZE + 8);
-        skip = 0;
-        count++;
+    let count = 0;
+    for (const part of parts) {
+      if (skip >= part.byteLength) {
+        skip -= part.byteLength;
+        continue;
       }
-      msghdr.writeBigUInt64LE(BigInt(count), 24);
-      if (withFds) {
-        const len = CMSG_HEADER + fds.length * 4;
-        control.writeBigUInt64LE(BigInt(len), 0);
-        control.writeInt32LE(SOL_SOCKET, 8);
-        control.writeInt32LE(SCM_RIGHTS, 12);
-        fds.forEach((f, i) => control.writeInt32LE(f, CMSG_HEADER + i * 4));
-        msghdr.writeBigUInt64LE(koffi.address(control), 32);
-        msghdr.writeBigUInt64LE(BigInt((len + 7) & ~7), 40);
-      } else {
-        msghdr.writeBigUInt64LE(0n, 32);
-        msghdr.writeBigUInt64LE(0n, 40);
-      }
+      iov.writeBigUInt64LE(koffi.address(part) + BigInt(skip), count * IOVEC_SIZE);
+      iov.writeBigUInt64LE(BigInt(part.byteLength - skip), count * IOVEC_SIZE + 8);
+      skip = 0;
+      count++;
+    }
+    msghdr.writeBigUInt64LE(BigInt(count), 24);
+    if (fds.length > 0) {
+      const len = CMSG_HEADER + fds.length * 4;
+      control.writeBigUInt64LE(BigInt(len), 0);
+      control.writeInt32LE(SOL_SOCKET, 8);
+      control.writeInt32LE(SCM_RIGHTS, 12);
+      fds.forEach((f, i) => control.writeInt32LE(f, CMSG_HEADER + i * 4));
+      msghdr.writeBigUInt64LE(koffi.address(control), 32);
+      msghdr.writeBigUInt64LE(BigInt((len + 7) & ~7), 40);
+    } else {
+      msghdr.writeBigUInt64LE(0n, 32);
+      msghdr.writeBigUInt64LE(0n, 40);
+    }
+    for (;;) {
       const n = Number(c.sendmsg(fd, msghdr, MSG_NOSIGNAL));
-      if (n < 0) {
-        const errno = koffi.errno();
-        if (errno === EINTR) continue;
-        throw new SyscallError('sendmsg', errno);
+      if (n >= 0) return n;
+      const errno = koffi.errno();
+      if (errno === EINTR) continue;
+      if (errno === EAGAIN) return 0;
+      throw new SyscallError('sendmsg', errno);
+    }
+  }
+
+  /**
+   * Sends a whole message, blocking this thread while the socket is full (ETIMEDOUT after
+   * timeoutMs). For synchronous callers only: the event loop must never wait on a peer.
+   */
+  sendAll(fd: number, parts: readonly Uint8Array[], fds: readonly number[] = [], timeoutMs = 5000): void {
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    const deadline = performance.now() + timeoutMs;
+    let sent = 0;
+    while (sent < total || (total === 0 && sent === 0 && fds.length > 0)) {
+      const n = this.sendSome(fd, parts, sent === 0 ? fds : [], sent);
+      if (n > 0) {
+        sent += n;
+        continue;
       }
-      sent += n;
-      withFds = false;
+      if (!waitFd(fd, 'write', deadline - performance.now())) {
+        throw new SyscallError('sendmsg', osConstants.errno.ETIMEDOUT, `socket stayed full for ${timeoutMs} ms`);
+      }
     }
   }
 }
@@ -394,20 +423,63 @@ export function eventfdConsume(fd: number): bigint {
 // ---- readiness -------------------------------------------------------------------------------
 
 export interface FdWatch {
+  /** Also report writability (while output is queued), or stop doing so. */
+  wantWritable(on: boolean): void;
   stop(): void;
 }
 
+export interface FdEvents {
+  readonly readable: boolean;
+  readonly writable: boolean;
+  readonly hangup: boolean;
+}
+
 /**
- * Calls `onReadable` from the Node event loop (libuv's epoll) whenever fd is readable or the
- * peer hung up. This is the cheap way to wait: no thread is parked per pending call, unlike
- * koffi's `.async` which costs a libuv threadpool thread and ~10 µs per round trip.
+ * Calls `onEvent` from the Node event loop (libuv's epoll) when fd is readable, hung up, or
+ * (after wantWritable(true)) writable. This is the cheap way to wait: no thread is parked per
+ * pending call, unlike koffi's `.async` which costs a libuv threadpool thread and ~10 µs per
+ * round trip. Note: libuv makes the fd non-blocking. One watch per fd.
  */
-export function watchReadable(fd: number, onReadable: () => void): FdWatch {
-  const handle = koffi.node.poll(fd, { readable: true, disconnect: true }, () => onReadable());
+export function watchFd(fd: number, onEvent: (ev: FdEvents) => void): FdWatch {
+  let writable = false;
+  const callback = (_status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) =>
+    onEvent({ readable: ev.readable, writable: ev.writable, hangup: ev.disconnect });
+  const handle = koffi.node.poll(fd, { readable: true, disconnect: true }, callback as never);
   return {
+    wantWritable(on: boolean) {
+      if (on === writable) return;
+      writable = on;
+      handle.start({ readable: true, disconnect: true, writable: on }, callback as never);
+    },
     stop() {
       handle.stop();
       handle.close();
     },
   };
+}
+
+/** watchFd for readers that never write through the event loop. */
+export function watchReadable(fd: number, onReadable: () => void): FdWatch {
+  return watchFd(fd, () => onReadable());
+}
+
+const POLLIN = 0x1;
+const POLLOUT = 0x4;
+const pollFd = Buffer.alloc(8);
+const pollTimespec = Buffer.alloc(16);
+
+/**
+ * Blocks this thread until fd is readable (or writable) or `timeoutMs` passes; true if ready.
+ * Only for synchronous callers that own their thread (a blocking client, a benchmark).
+ */
+export function waitFd(fd: number, want: 'read' | 'write', timeoutMs: number): boolean {
+  pollFd.writeInt32LE(fd, 0);
+  pollFd.writeInt16LE(want === 'read' ? POLLIN : POLLOUT, 4);
+  pollFd.writeInt16LE(0, 6);
+  const ms = Math.max(0, timeoutMs);
+  pollTimespec.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+  pollTimespec.writeBigInt64LE(BigInt(Math.floor((ms % 1000) * 1e6)), 8);
+  const n = c.ppoll(pollFd, 1, pollTimespec, null);
+  if (n < 0 && koffi.errno() !== EINTR) fail('ppoll');
+  return n > 0;
 }

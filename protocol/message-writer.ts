@@ -1,0 +1,105 @@
+/**
+ * Ordered, non-blocking output for one socket. A message is written at once when the socket
+ * has room; otherwise its unsent bytes are copied into a queue that drains as the event loop
+ * reports the socket writable. The fds of a message belong to the writer from `write` on and
+ * are closed once they have gone out (the kernel gave the peer its own copies) or when the
+ * writer closes. The event loop must never block on a peer that is slow to read — it may be
+ * waiting for us (a test client in this process, QEMU's iothread).
+ */
+import { type FdSender, type FdWatch, closeQuietly } from './native/libc.ts';
+
+interface Pending {
+  readonly parts: Uint8Array[];
+  readonly total: number;
+  sent: number;
+  fds: readonly number[];
+}
+
+export class MessageWriter {
+  private readonly queue: Pending[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly fd: number,
+    private readonly sender: FdSender,
+    /** The socket's event-loop watch: asked for writability while output is queued. */
+    private readonly watch: () => FdWatch | null,
+    /** A fatal write error (the peer is gone). */
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  /** Bytes waiting in the queue. */
+  get queuedBytes(): number {
+    return this.queue.reduce((n, p) => n + p.total - p.sent, 0);
+  }
+
+  /** Writes one message; `parts` may be reused by the caller as soon as this returns. */
+  write(parts: readonly Uint8Array[], fds: readonly number[]): void {
+    if (this.closed) {
+      closeQuietly(fds);
+      return;
+    }
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    let sent = 0;
+    if (this.queue.length === 0) {
+      try {
+        sent = this.sender.sendSome(this.fd, parts, fds);
+      } catch (err) {
+        closeQuietly(fds);
+        this.onError(err as Error);
+        return;
+      }
+      if (sent > 0) closeQuietly(fds);
+      if (sent === total) return;
+    }
+    // Keep a private copy of what is left: callers reuse their buffers.
+    const rest = concatFrom(parts, sent);
+    this.queue.push({ parts: [rest], total: rest.byteLength, sent: 0, fds: sent > 0 ? [] : fds });
+    this.watch()?.wantWritable(true);
+  }
+
+  /** The socket became writable: send what fits. */
+  flush(): void {
+    while (this.queue.length > 0 && !this.closed) {
+      const head = this.queue[0]!;
+      let n: number;
+      try {
+        n = this.sender.sendSome(this.fd, head.parts, head.fds, head.sent);
+      } catch (err) {
+        this.onError(err as Error);
+        return;
+      }
+      if (n === 0) return;
+      if (head.fds.length) {
+        closeQuietly(head.fds);
+        head.fds = [];
+      }
+      head.sent += n;
+      if (head.sent < head.total) return;
+      this.queue.shift();
+    }
+    this.watch()?.wantWritable(false);
+  }
+
+  /** Drops queued output and closes the fds it still holds. */
+  close(): void {
+    this.closed = true;
+    for (const p of this.queue.splice(0)) closeQuietly(p.fds);
+  }
+}
+
+function concatFrom(parts: readonly Uint8Array[], skip: number): Uint8Array {
+  const total = parts.reduce((n, p) => n + p.byteLength, 0);
+  const out = new Uint8Array(total - skip);
+  let at = 0;
+  for (const p of parts) {
+    if (skip >= p.byteLength) {
+      skip -= p.byteLength;
+      continue;
+    }
+    out.set(p.subarray(skip), at);
+    at += p.byteLength - skip;
+    skip = 0;
+  }
+  return out;
+}
