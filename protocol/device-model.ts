@@ -4,6 +4,7 @@
  * device logic): devices import only these types, never koffi or sockets.
  */
 import type { Logger } from './log.ts';
+import type { TraceBus } from './trace-bus.ts';
 
 /** Memory shared with the client (a memfd the server maps and hands over for mmap). */
 export interface SharedMemory {
@@ -37,8 +38,13 @@ export interface IrqDescription {
 export interface InterruptLines {
   /** True when the client attached an eventfd to (index, vector) and has not masked it. */
   isEnabled(index: number, vector?: number): boolean;
-  /** Signals (index, vector). Returns false when nothing is attached (the event is dropped). */
+  /** An edge (MSI): signals (index, vector). False when nothing is attached or it is masked. */
   trigger(index: number, vector?: number): boolean;
+  /**
+   * A level-triggered line (INTx): fires when it rises, and again when the client unmasks it
+   * while still high (vfio's automasked INTx).
+   */
+  setLevel(index: number, level: boolean, vector?: number): void;
 }
 
 /**
@@ -48,6 +54,8 @@ export interface InterruptLines {
 export interface DmaAccess {
   read(address: bigint, length: number): Promise<Uint8Array>;
   write(address: bigint, data: Uint8Array): Promise<void>;
+  /** How a transfer at `address` would travel (for traces), or undefined if unmapped. */
+  pathOf?(address: bigint): 'direct' | 'messages' | undefined;
 }
 
 export class DmaFault extends Error {
@@ -62,6 +70,8 @@ export class DmaFault extends Error {
 
 export interface DeviceHost {
   readonly log: Logger;
+  /** Events for the trace channel (DMA transfers, refusals, resets). */
+  readonly trace: TraceBus;
   readonly interrupts: InterruptLines;
   readonly dma: DmaAccess;
   /** Allocates client-shareable memory (zero-filled) for a RAM-like region. */
@@ -93,6 +103,8 @@ export interface DeviceModel {
    */
   saveState?(): unknown;
   loadState?(state: unknown): void;
+  /** Register values by name, for humans and host-side tests (the trace channel's `registers`). */
+  registerState?(): Record<string, number | bigint | boolean | string>;
 }
 
 export type DeviceFactory = (host: DeviceHost) => DeviceModel;

@@ -26,6 +26,12 @@ export class ServerDma implements DmaAccess {
     private readonly channel: () => DmaChannel | null,
   ) {}
 
+  pathOf(address: bigint): 'direct' | 'messages' | undefined {
+    const found = this.table.segments(address, 1n);
+    if ('hole' in found) return undefined;
+    return found.pieces[0]!.region.file ? 'direct' : 'messages';
+  }
+
   private plan(address: bigint, length: number, write: boolean): DmaSegment[] {
     if (length <= 0) throw new DmaFault(address, length, 'empty transfer');
     const found = this.table.segments(address, BigInt(length));

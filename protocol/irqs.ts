@@ -2,6 +2,12 @@
  * Interrupt wiring set by DEVICE_SET_IRQS (linux/vfio.h `vfio_irq_set` semantics): per irq
  * index, per vector, the client's trigger eventfd, a mask bit, and (INTx) a resample eventfd.
  *
+ * Edge interrupts (MSI) signal the eventfd on every trigger. Level interrupts (INTx) follow
+ * vfio-pci: an index advertised AUTOMASKED masks itself when it fires; the client unmasks it
+ * after the guest's EOI (SET_IRQS UNMASK, or a write to the resample eventfd under KVM), and if
+ * the device still holds the line asserted it fires again. An eventfd cannot carry a
+ * de-assert, so lowering the line only stops the re-firing.
+ *
  * QEMU quirks accepted on purpose (../shared/notes/vfio-user-protocol.md): INTx MASK/UNMASK
  * arrive even when MASKABLE is not advertised, and for KVM INTx an UNMASK with DATA_EVENTFD
  * (the resample fd) is followed by an UNMASK with DATA_NONE.
@@ -9,13 +15,17 @@
 import type { IrqSet } from './codec.ts';
 import type { IrqDescription, InterruptLines } from './device-model.ts';
 import { invalid } from './errors.ts';
-import { closeQuietly, eventfdSignal } from './native/libc.ts';
-import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqSetFlags } from './wire.ts';
+import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, watchReadable } from './native/libc.ts';
+import type { TraceBus } from './trace-bus.ts';
+import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqInfoFlags, IrqSetFlags } from './wire.ts';
 
 interface Vector {
   trigger: number | null;
   resample: number | null;
+  resampleWatch: FdWatch | null;
   masked: boolean;
+  /** Level of a level-triggered line as the device drives it. */
+  level: boolean;
 }
 
 function onlyOneBit(v: number): boolean {
@@ -24,15 +34,20 @@ function onlyOneBit(v: number): boolean {
 
 export class IrqTable implements InterruptLines {
   private readonly vectors = new Map<number, Vector[]>();
+  private readonly automasked = new Set<number>();
   /** Signals actually delivered, per index (for logs and tests). */
   readonly delivered = new Map<number, number>();
 
-  constructor(private readonly irqs: readonly IrqDescription[]) {
+  constructor(
+    irqs: readonly IrqDescription[],
+    private readonly trace?: TraceBus,
+  ) {
     for (const irq of irqs) {
       this.vectors.set(
         irq.index,
-        Array.from({ length: irq.count }, () => ({ trigger: null, resample: null, masked: false })),
+        Array.from({ length: irq.count }, () => ({ trigger: null, resample: null, resampleWatch: null, masked: false, level: false })),
       );
+      if (irq.flags & IrqInfoFlags.AUTOMASKED) this.automasked.add(irq.index);
     }
   }
 
@@ -41,12 +56,38 @@ export class IrqTable implements InterruptLines {
     return !!v && v.trigger !== null && !v.masked;
   }
 
+  /** An edge (MSI): signals the eventfd unless nothing is attached or the vector is masked. */
   trigger(index: number, vector = 0): boolean {
     const v = this.vectors.get(index)?.[vector];
-    if (!v || v.trigger === null || v.masked) return false;
-    eventfdSignal(v.trigger);
+    return !!v && this.fire(index, vector, v);
+  }
+
+  /** Drives a level-triggered line (INTx); a rising edge fires, and unmasking re-fires while high. */
+  setLevel(index: number, level: boolean, vector = 0): void {
+    const v = this.vectors.get(index)?.[vector];
+    if (!v) return;
+    const rising = level && !v.level;
+    v.level = level;
+    if (rising) this.fire(index, vector, v);
+  }
+
+  private fire(index: number, vector: number, v: Vector): boolean {
+    const why = v.trigger === null ? 'no eventfd attached' : v.masked ? 'masked' : undefined;
+    if (why) {
+      this.trace?.emit({ type: 'interrupt', index, vector, delivered: false, reason: why });
+      return false;
+    }
+    eventfdSignal(v.trigger!);
+    if (this.automasked.has(index)) v.masked = true;
     this.delivered.set(index, (this.delivered.get(index) ?? 0) + 1);
+    this.trace?.emit({ type: 'interrupt', index, vector, delivered: true });
     return true;
+  }
+
+  /** The client unmasked (SET_IRQS UNMASK or the resample eventfd): re-fire a held level. */
+  private unmask(index: number, vector: number, v: Vector): void {
+    v.masked = false;
+    if (v.level) this.fire(index, vector, v);
   }
 
   /**
@@ -95,33 +136,47 @@ export class IrqTable implements InterruptLines {
         invalid(`SET_IRQS has ${fds.length} fds for ${req.count} vectors`);
       }
       if (action === IrqSetFlags.ACTION_MASK) invalid('SET_IRQS MASK cannot take eventfds');
-      const slot = action === IrqSetFlags.ACTION_TRIGGER ? 'trigger' : 'resample';
       targets.forEach((v, i) => {
-        const old = v[slot];
-        v[slot] = fds.length ? fds[i]! : null;
-        if (old !== null) closeQuietly([old]);
+        const fd = fds.length ? fds[i]! : null;
+        if (action === IrqSetFlags.ACTION_TRIGGER) {
+          if (v.trigger !== null) closeQuietly([v.trigger]);
+          v.trigger = fd;
+        } else {
+          this.setResample(req.index, req.start + i, v, fd);
+        }
       });
       return fds.length > 0;
     }
     targets.forEach((v, i) => {
       if (!chosen(i)) return;
+      const vector = req.start + i;
       if (action === IrqSetFlags.ACTION_MASK) v.masked = true;
-      else if (action === IrqSetFlags.ACTION_UNMASK) v.masked = false;
-      else if (v.trigger !== null) {
-        // A loopback trigger from the client: signal as if the device raised it.
-        eventfdSignal(v.trigger);
-      }
+      else if (action === IrqSetFlags.ACTION_UNMASK) this.unmask(req.index, vector, v);
+      // A loopback trigger from the client: signal as if the device raised it.
+      else if (v.trigger !== null) eventfdSignal(v.trigger);
     });
     return false;
   }
 
+  /** The resample eventfd: the client writes it after the guest's EOI; we treat it as UNMASK. */
+  private setResample(index: number, vector: number, v: Vector, fd: number | null): void {
+    v.resampleWatch?.stop();
+    v.resampleWatch = null;
+    if (v.resample !== null) closeQuietly([v.resample]);
+    v.resample = fd;
+    if (fd === null) return;
+    v.resampleWatch = watchReadable(fd, () => {
+      if (eventfdConsume(fd) > 0n) this.unmask(index, vector, v);
+    });
+  }
+
   private disable(index: number): void {
-    for (const v of this.vectors.get(index) ?? []) {
-      closeQuietly([v.trigger, v.resample].filter((fd): fd is number => fd !== null));
+    (this.vectors.get(index) ?? []).forEach((v, vector) => {
+      this.setResample(index, vector, v, null);
+      if (v.trigger !== null) closeQuietly([v.trigger]);
       v.trigger = null;
-      v.resample = null;
       v.masked = false;
-    }
+    });
   }
 
   /** Closes every eventfd (on disconnect: the next client wires its own). */

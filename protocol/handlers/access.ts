@@ -20,8 +20,19 @@ function checkAccess(ctx: HandlerContext, index: number, offset: bigint, count: 
   return region;
 }
 
+/** Small accesses as a number (what a register holds), larger ones as their bytes. */
+function traceValue(data: Uint8Array): bigint | Uint8Array {
+  if (data.byteLength > 8) return new Uint8Array(data);
+  let v = 0n;
+  for (let i = data.byteLength - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
+  return v;
+}
+
 function write(ctx: HandlerContext, region: RegionDescription, offset: bigint, data: Uint8Array): void {
   ctx.stats.count(ctx.stats.regionWrites, region.index);
+  if (ctx.trace.active) {
+    ctx.trace.emit({ type: 'region-write', region: region.index, offset: Number(offset), size: data.byteLength, value: traceValue(data) });
+  }
   if (region.memory) region.memory.bytes(Number(offset), data.byteLength).set(data);
   else ctx.device.write(region.index, Number(offset), data);
 }
@@ -35,6 +46,7 @@ export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
   let data: Uint8Array;
   if (region.memory) data = new Uint8Array(region.memory.bytes(offset, req.count));
   else ctx.device.read(req.region, offset, (data = new Uint8Array(req.count)));
+  if (ctx.trace.active) ctx.trace.emit({ type: 'region-read', region: req.region, offset, size: req.count, value: traceValue(data) });
   return { body: encodeRegionAccess({ offset: req.offset, region: req.region, count: req.count, data }) };
 }
 

@@ -6,6 +6,7 @@ import type { Frame } from '../framing.ts';
 import type { IrqTable } from '../irqs.ts';
 import type { Logger } from '../log.ts';
 import type { Migration } from '../migration.ts';
+import type { TraceBus } from '../trace-bus.ts';
 import type { Negotiated, ServerLimits } from '../version.ts';
 
 /** Per-connection counters; the e2e test uses them to prove BAR1 accesses never trapped. */
@@ -29,6 +30,7 @@ export interface HandlerContext {
   /** The fd that backs a shared-memory region, to pass in region info. */
   readonly memoryFd: (memory: SharedMemory) => number;
   readonly log: Logger;
+  readonly trace: TraceBus;
   readonly stats: SessionStats;
   /** What VERSION agreed (handlers only run after it). */
   readonly negotiated: () => Negotiated;

@@ -12,6 +12,8 @@ import { FEATURE_INDEX_MASK, Feature, FeatureFlags, MigrationFlags } from '../wi
 import { EMPTY, type HandlerContext, type HandlerResult, requireArgsz } from './context.ts';
 
 const FEATURE_HEAD = 8;
+/** struct vfio_device_feature_mig_state: device_state u32, data_fd s32. */
+const MIG_STATE_SIZE = 8;
 const ALL_OPS = FeatureFlags.GET | FeatureFlags.SET | FeatureFlags.PROBE;
 
 /** Which operations each feature supports. */
@@ -31,13 +33,17 @@ export function deviceFeature(ctx: HandlerContext, frame: Frame): HandlerResult 
   const supported = ctx.migration.supported ? SUPPORTED[feature] : undefined;
   if (supported === undefined) throw new VfioUserError(Errno.ENOTTY, `device feature ${feature} is not supported`);
   if ((ops & supported) !== ops) invalid(`device feature ${feature} does not support ${ops === FeatureFlags.SET ? 'SET' : 'GET/SET'}`);
-  if (probe) return { body: encodeDeviceFeature({ argsz: FEATURE_HEAD, flags: req.flags, data: EMPTY }) };
+  // The spec: a probe's reply is its request.
+  if (probe) return { body: encodeDeviceFeature({ argsz: req.argsz, flags: req.flags, data: EMPTY }) };
 
   if (feature === Feature.MIGRATION) {
     return reply(req.argsz, req.flags, new WireWriter(8).u64(MigrationFlags.STOP_COPY).finish());
   }
   // MIG_DEVICE_STATE: { device_state u32, data_fd s32 } (data_fd unused over vfio-user: -1).
   if (ops === FeatureFlags.SET) {
+    // argsz covers the whole struct, as the kernel's vfio_check_feature requires.
+    requireArgsz('DEVICE_FEATURE SET MIG_DEVICE_STATE', req.argsz, FEATURE_HEAD + MIG_STATE_SIZE);
+    if (req.data.byteLength < MIG_STATE_SIZE) invalid(`MIG_DEVICE_STATE data is ${req.data.byteLength} bytes, needs ${MIG_STATE_SIZE}`);
     const r = new WireReader(req.data);
     const target = r.u32('device_state');
     ctx.migration.setState(target);
@@ -59,7 +65,9 @@ export function migDataRead(ctx: HandlerContext, frame: Frame): HandlerResult {
   if (req.data.byteLength !== 0) invalid('MIG_DATA_READ request carries data');
   const limit = ctx.negotiated().clientMaxDataXferSize;
   if (req.size > limit) invalid(`MIG_DATA_READ size ${req.size} exceeds the client's max_data_xfer_size ${limit}`);
-  const data = ctx.migration.read(Math.min(req.size, req.argsz - 8));
+  // A short reply means "no more data", so a reply that cannot hold `size` must be refused.
+  requireArgsz('MIG_DATA_READ', req.argsz, 8 + req.size);
+  const data = ctx.migration.read(req.size);
   return { body: encodeMigData({ argsz: 8 + data.byteLength, size: data.byteLength, data }) };
 }
 
@@ -76,5 +84,6 @@ export function deviceReset(ctx: HandlerContext, frame: Frame): HandlerResult {
   ctx.log.info('device reset requested by the client');
   ctx.device.reset();
   ctx.migration.reset();
+  ctx.trace.emit({ type: 'reset', source: 'client' });
   return { body: EMPTY };
 }
