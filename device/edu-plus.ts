@@ -5,8 +5,9 @@
  */
 import type { DeviceHost, DeviceModel, IrqDescription, RegionDescription, SharedMemory } from '../protocol/device-model.ts';
 import { IrqInfoFlags, PCI_NUM_IRQS, PCI_NUM_REGIONS, PciIrq, PciRegion } from '../protocol/wire.ts';
-import { CONFIG_SPACE_SIZE, PciConfigSpace, msiCapability64 } from './config-space.ts';
-import { EDU_BAR0_SIZE, EduRegisters } from './edu-registers.ts';
+import { CONFIG_SPACE_SIZE, Cfg, PciConfigSpace, msiCapability64 } from './config-space.ts';
+import { DEFAULT_DMA_MASK, EduDmaEngine } from './edu-dma.ts';
+import { DmaCmd, EDU_BAR0_SIZE, EDU_ID, EduRegisters } from './edu-registers.ts';
 
 export const EDU_VENDOR_ID = 0x1234;
 export const EDU_DEVICE_ID = 0x11e8;
@@ -18,10 +19,15 @@ const QEMU_SUBSYSTEM_VENDOR = 0x1af4;
 const QEMU_SUBSYSTEM_ID = 0x1100;
 
 export const DEFAULT_BAR1_SIZE = 64n << 20n;
+const COMMAND_BUS_MASTER = 0x4;
 
 export interface EduPlusOptions {
   /** BAR1 size in bytes: a power of two, at least 1 MiB. */
   readonly bar1Size?: bigint;
+  /** Guest DMA addresses must fit this mask (edu's dma_mask property; default 28 bits). */
+  readonly dmaMask?: bigint;
+  /** Delay before a DMA transfer runs, in ms (QEMU's edu: 100 of virtual time; default 0). */
+  readonly dmaDelayMs?: number;
 }
 
 export function validateBar1Size(size: bigint): void {
@@ -42,7 +48,10 @@ export class EduPlus implements DeviceModel {
   ];
   readonly config: PciConfigSpace;
   readonly registers: EduRegisters;
+  readonly dmaEngine: EduDmaEngine;
   readonly bar1: SharedMemory;
+  /** INTx as the device drives it (edu: asserted while irq status is non-zero and MSI is off). */
+  private intxLevel = false;
 
   constructor(
     private readonly host: DeviceHost,
@@ -67,8 +76,10 @@ export class EduPlus implements DeviceModel {
     this.registers = new EduRegisters({
       log: host.log,
       raiseInterrupt: () => this.assertInterrupt(),
-      lowerInterrupt: () => {},
+      lowerInterrupt: () => this.releaseInterrupt(),
+      startDma: () => this.startDma(),
     });
+    this.dmaEngine = new EduDmaEngine(host, opts.dmaMask ?? DEFAULT_DMA_MASK, opts.dmaDelayMs ?? 0, () => (this.config.u16(Cfg.COMMAND) & COMMAND_BUS_MASTER) !== 0);
     this.bar1 = host.allocateSharedMemory('edu-plus-bar1', bar1Size);
     this.regions = [
       { index: PciRegion.BAR0, size: EDU_BAR0_SIZE, readable: true, writable: true },
@@ -78,11 +89,34 @@ export class EduPlus implements DeviceModel {
     ];
   }
 
-  /** Like edu: MSI when the client wired it, else INTx. */
+  /** The guest enabled MSI: vfio-pci wires an MSI eventfd (and tears INTx down) when it does. */
+  private get msiEnabled(): boolean {
+    return this.host.interrupts.isEnabled(PciIrq.MSI);
+  }
+
+  /** Like edu_raise_irq: an MSI edge when MSI is on, else INTx held asserted. */
   private assertInterrupt(): void {
-    const irq = this.host.interrupts;
-    if (irq.isEnabled(PciIrq.MSI)) irq.trigger(PciIrq.MSI);
-    else if (!irq.trigger(PciIrq.INTX)) this.host.log.debug('interrupt raised with no eventfd attached: dropped');
+    if (this.msiEnabled) {
+      this.host.interrupts.trigger(PciIrq.MSI);
+      return;
+    }
+    this.intxLevel = true;
+    this.host.interrupts.setLevel(PciIrq.INTX, true);
+  }
+
+  /** Like edu_lower_irq once the status is clear: INTx released (MSI has nothing to release). */
+  private releaseInterrupt(): void {
+    if (this.msiEnabled && !this.intxLevel) return;
+    this.intxLevel = false;
+    this.host.interrupts.setLevel(PciIrq.INTX, false);
+  }
+
+  private startDma(): void {
+    const r = this.registers;
+    this.dmaEngine.start(
+      { src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n },
+      (transferred) => r.completeDma(transferred),
+    );
   }
 
   read(region: number, offset: number, into: Uint8Array): void {
@@ -118,8 +152,10 @@ export class EduPlus implements DeviceModel {
    * RAM on the card, which a function reset does not clear (and tests can inspect it after).
    */
   reset(): void {
+    this.dmaEngine.reset();
     this.registers.reset();
     this.config.reset();
+    this.host.trace.emit({ type: 'reset', source: 'device' });
     this.host.log.info('reset: registers and config space back to power-on values; BAR1 contents kept');
   }
 
@@ -138,6 +174,24 @@ export class EduPlus implements DeviceModel {
         ...REGISTER_FIELDS.map((f) => [f, r[f]]),
         ...DMA_FIELDS.map((f) => [f, r[f].toString()]),
       ]),
+    };
+  }
+
+  registerState(): Record<string, number | bigint | boolean | string> {
+    const r = this.registers;
+    return {
+      id: EDU_ID,
+      liveness: r.liveness,
+      factorial: r.factorial,
+      status: r.status,
+      irqStatus: r.irqStatus,
+      dmaSrc: r.dmaSrc,
+      dmaDst: r.dmaDst,
+      dmaCount: r.dmaCount,
+      dmaCmd: r.dmaCmd,
+      dmaBusy: this.dmaEngine.busy,
+      msiEnabled: this.msiEnabled,
+      intxLevel: this.intxLevel,
     };
   }
 
