@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
-const TEST_DIRS = ['protocol', 'device', 'cli', 'qemu-configs', 'guest-tests', 'bench', 'tests'];
+const TEST_DIRS = ['protocol', 'device', 'cli', 'qemu-configs', 'guest-tests', 'bench', 'trace', 'tests'];
 /** A hung test fails after this long instead of holding CI until its limit (the VM tests take ~10 s). */
 const TEST_TIMEOUT_MS = 15 * 60_000;
 

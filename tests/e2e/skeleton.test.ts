@@ -92,7 +92,7 @@ describe('walking skeleton: a real QEMU guest drives edu-plus through vfio-pci',
   });
 
   it('the server received no REGION_READ/WRITE for BAR1 (guest accesses never trapped)', (t) => {
-    const session = server.pastSessions.at(-1);
+    const session = server.lastSession;
     assert.ok(session, 'QEMU never connected');
     const reads = session.stats.regionReads;
     const writes = session.stats.regionWrites;
