@@ -5,6 +5,7 @@ import { SyscallError } from '../protocol/native/libc.ts';
 import { UsageError } from './flags.ts';
 import { INSPECT_HELP, inspect } from './inspect.ts';
 import { SERVE_HELP, serve } from './serve.ts';
+import { TRACE_HELP, trace } from './trace.ts';
 
 const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
 
@@ -13,6 +14,7 @@ Usage: tsx cli/main.ts <command> [options]
 Commands:
   serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
   inspect   connect to any vfio-user socket and print what the device offers
+  trace     watch a running edu-plus server's events, or dump its registers (its trace socket)
   help      show this help, or \`help COMMAND\` for a command's options
 
 Tests: \`npm test\` runs the type check, the unit tests and the end-to-end VM test (it
@@ -27,14 +29,16 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      console.log(rest[0] === 'serve' ? SERVE_HELP : rest[0] === 'inspect' ? INSPECT_HELP : HELP);
+      console.log(rest[0] === 'serve' ? SERVE_HELP : rest[0] === 'inspect' ? INSPECT_HELP : rest[0] === 'trace' ? TRACE_HELP : HELP);
       return 0;
     case 'serve':
       return serve(rest);
     case 'inspect':
       return inspect(rest);
+    case 'trace':
+      return trace(rest);
     default:
-      throw new UsageError(`unknown command "${command}"; commands: serve, inspect, help`);
+      throw new UsageError(`unknown command "${command}"; commands: serve, inspect, trace, help`);
   }
 }
 

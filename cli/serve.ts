@@ -4,6 +4,7 @@
 import { createEduPlus, DEFAULT_BAR1_SIZE } from '../device/edu-plus.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachOption, exampleQemuCommand } from './attach.ts';
 import { UsageError, parseFlags } from './flags.ts';
 
@@ -18,6 +19,9 @@ Options:
   --log-level LEVEL    debug | info | warn | error (default: info). debug logs every DMA map.
   --spin-us N          after each burst of requests keep polling the socket for N microseconds
                        before sleeping (default: 20; 0 sleeps at once). Trades CPU for latency.
+  --trace-socket PATH  where the trace channel listens (default: the socket path plus ".trace").
+                       Watch it with \`tsx cli/main.ts trace PATH\` (events, registers, BAR1 access).
+  --no-trace           no trace channel.
   -h, --help           show this help.
 
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
@@ -37,6 +41,8 @@ export async function serve(argv: string[]): Promise<number> {
     'socket-path': 'string',
     'log-level': 'string',
     'spin-us': 'string',
+    'trace-socket': 'string',
+    'no-trace': 'boolean',
     help: 'boolean',
   });
   if (flags.help) {
@@ -51,15 +57,27 @@ export async function serve(argv: string[]): Promise<number> {
   if (!Number.isFinite(spin) || spin < 0 || spin > 10_000) {
     throw new UsageError(`--spin-us must be a number of microseconds from 0 to 10000 (got "${flags['spin-us']}")`);
   }
+  if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
+  const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const log = createLogger({ level });
   const server = VfioUserServer.listen({ socketPath, device: createEduPlus({ bar1Size: DEFAULT_BAR1_SIZE }), log, spinMicros: spin });
+  let traceServer: TraceServer | null = null;
+  if (tracePath) {
+    try {
+      traceServer = await startTraceServer({ socketPath: tracePath, server, log: log.child('trace') });
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
 
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');
   console.log(`  ${attachOption(socketPath)}`);
   console.log('A complete example (add your kernel, initrd and disks):');
   console.log(`  ${exampleQemuCommand(socketPath)}`);
+  if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
   console.log('Stop with Ctrl-C.');
 
   await new Promise<void>((resolve) => {
@@ -70,6 +88,7 @@ export async function serve(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  await traceServer?.close();
   server.close();
   return 0;
 }
