@@ -12,7 +12,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +450,223 @@ int vu_pwrite32(int devfd, const struct vfio_region_info *info, uint64_t off,
 	if (n != sizeof(val)) {
 		set_error("pwrite(region %u + 0x%" PRIx64 ", 4): short write "
 			  "of %zd bytes", info->index, off, n);
+		return -1;
+	}
+	return 0;
+}
+
+int vu_irq_info(int devfd, uint32_t index, struct vfio_irq_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->argsz = sizeof(*info);
+	info->index = index;
+	if (ioctl(devfd, VFIO_DEVICE_GET_IRQ_INFO, info)) {
+		set_errno_error("ioctl(VFIO_DEVICE_GET_IRQ_INFO, index %u)",
+				index);
+		return -1;
+	}
+	return 0;
+}
+
+static const char *irq_index_name(uint32_t index)
+{
+	switch (index) {
+	case VFIO_PCI_INTX_IRQ_INDEX:
+		return "INTx";
+	case VFIO_PCI_MSI_IRQ_INDEX:
+		return "MSI";
+	case VFIO_PCI_MSIX_IRQ_INDEX:
+		return "MSI-X";
+	case VFIO_PCI_ERR_IRQ_INDEX:
+		return "ERR";
+	case VFIO_PCI_REQ_IRQ_INDEX:
+		return "REQ";
+	default:
+		return "?";
+	}
+}
+
+/* VFIO_DEVICE_SET_IRQS of vector 0 (count 0 or 1), with an optional fd. */
+static int set_irqs(int devfd, uint32_t index, uint32_t flags, uint32_t count,
+		    int efd, const char *what)
+{
+	union {
+		struct vfio_irq_set set;
+		/* the header plus one __s32 of data, suitably aligned */
+		uint8_t bytes[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	} u;
+	int32_t fd = efd;
+
+	memset(&u, 0, sizeof(u));
+	u.set.argsz = sizeof(u.set);
+	u.set.flags = flags;
+	u.set.index = index;
+	u.set.start = 0;
+	u.set.count = count;
+	if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+		u.set.argsz += sizeof(fd);
+		memcpy(u.set.data, &fd, sizeof(fd));
+	}
+	if (ioctl(devfd, VFIO_DEVICE_SET_IRQS, &u.set)) {
+		set_errno_error("ioctl(VFIO_DEVICE_SET_IRQS, %s, %s)",
+				irq_index_name(index), what);
+		return -1;
+	}
+	return 0;
+}
+
+int vu_irq_set_eventfd(int devfd, uint32_t index, int efd)
+{
+	return set_irqs(devfd, index,
+			VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+			1, efd, "DATA_EVENTFD|ACTION_TRIGGER");
+}
+
+int vu_irq_disable(int devfd, uint32_t index)
+{
+	return set_irqs(devfd, index,
+			VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+			0, -1, "DATA_NONE|ACTION_TRIGGER, count 0");
+}
+
+int vu_irq_unmask(int devfd, uint32_t index)
+{
+	return set_irqs(devfd, index,
+			VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+			1, -1, "DATA_NONE|ACTION_UNMASK");
+}
+
+int vu_eventfd_wait(int efd, int timeout_ms, uint64_t *count)
+{
+	struct pollfd pfd = { .fd = efd, .events = POLLIN };
+	ssize_t n;
+	int ret;
+
+	do
+		ret = poll(&pfd, 1, timeout_ms);
+	while (ret < 0 && errno == EINTR);
+	if (ret < 0) {
+		set_errno_error("poll(eventfd)");
+		return -1;
+	}
+	if (ret == 0)
+		return 0;
+	if (!(pfd.revents & POLLIN)) {
+		set_error("poll(eventfd): revents 0x%x without POLLIN",
+			  pfd.revents);
+		return -1;
+	}
+	n = read(efd, count, sizeof(*count));
+	if (n < 0) {
+		set_errno_error("read(eventfd)");
+		return -1;
+	}
+	if (n != sizeof(*count)) {
+		set_error("read(eventfd): short read of %zd bytes", n);
+		return -1;
+	}
+	return 1;
+}
+
+int vu_dma_map(int container, void *vaddr, uint64_t iova, uint64_t size)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (uintptr_t)vaddr,
+		.iova = iova,
+		.size = size,
+	};
+
+	if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map)) {
+		set_errno_error("ioctl(VFIO_IOMMU_MAP_DMA, iova 0x%" PRIx64
+				", size 0x%" PRIx64 ")", iova, size);
+		return -1;
+	}
+	return 0;
+}
+
+int vu_dma_unmap(int container, uint64_t iova, uint64_t size,
+		 uint64_t *unmapped)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap),
+		.iova = iova,
+		.size = size,
+	};
+
+	if (ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
+		set_errno_error("ioctl(VFIO_IOMMU_UNMAP_DMA, iova 0x%" PRIx64
+				", size 0x%" PRIx64 ")", iova, size);
+		return -1;
+	}
+	*unmapped = unmap.size;
+	return 0;
+}
+
+/* pread/pwrite of config space, with one message for every failure. */
+static int config_rw(int devfd, uint32_t off, void *buf, size_t len,
+		     bool write)
+{
+	struct vfio_region_info cfg;
+	ssize_t n;
+
+	if (vu_region_info(devfd, VFIO_PCI_CONFIG_REGION_INDEX, &cfg))
+		return -1;
+	if (check_range(&cfg, off, len, write ? "config write" :
+			"config read"))
+		return -1;
+	n = write ? pwrite(devfd, buf, len, (off_t)(cfg.offset + off)) :
+		    pread(devfd, buf, len, (off_t)(cfg.offset + off));
+	if (n < 0) {
+		set_errno_error("%s(config space + 0x%x, %zu)",
+				write ? "pwrite" : "pread", off, len);
+		return -1;
+	}
+	if ((size_t)n != len) {
+		set_error("%s(config space + 0x%x, %zu): short %s of %zd "
+			  "bytes", write ? "pwrite" : "pread", off, len,
+			  write ? "write" : "read", n);
+		return -1;
+	}
+	return 0;
+}
+
+int vu_config_read(int devfd, uint32_t off, void *buf, size_t len)
+{
+	return config_rw(devfd, off, buf, len, false);
+}
+
+int vu_config_write(int devfd, uint32_t off, const void *buf, size_t len)
+{
+	return config_rw(devfd, off, (void *)buf, len, true);
+}
+
+#define PCI_COMMAND_REG		0x04	/* little-endian u16 */
+#define PCI_COMMAND_MASTER_BIT	0x0004
+
+int vu_enable_bus_master(int devfd, uint16_t *old_cmd)
+{
+	uint8_t b[2];
+	uint16_t cmd;
+
+	if (vu_config_read(devfd, PCI_COMMAND_REG, b, sizeof(b)))
+		return -1;
+	cmd = (uint16_t)(b[0] | b[1] << 8);
+	*old_cmd = cmd;
+	if (cmd & PCI_COMMAND_MASTER_BIT)
+		return 0;
+	cmd |= PCI_COMMAND_MASTER_BIT;
+	b[0] = (uint8_t)cmd;
+	b[1] = (uint8_t)(cmd >> 8);
+	if (vu_config_write(devfd, PCI_COMMAND_REG, b, sizeof(b)) ||
+	    vu_config_read(devfd, PCI_COMMAND_REG, b, sizeof(b)))
+		return -1;
+	cmd = (uint16_t)(b[0] | b[1] << 8);
+	if (!(cmd & PCI_COMMAND_MASTER_BIT)) {
+		set_error("PCI command register: Bus Master Enable did not "
+			  "stick (wrote 0x%04x, read back 0x%04x)",
+			  (uint16_t)(*old_cmd | PCI_COMMAND_MASTER_BIT), cmd);
 		return -1;
 	}
 	return 0;

@@ -99,6 +99,51 @@ int vu_pwrite32(int devfd, const struct vfio_region_info *info, uint64_t off,
 		uint32_t val);
 
 /*
+ * Config space through region 7 (VFIO_PCI_CONFIG_REGION_INDEX) of the
+ * device fd, at any size vfio-pci accepts (1, 2 or 4 bytes per access).
+ */
+int vu_config_read(int devfd, uint32_t off, void *buf, size_t len);
+int vu_config_write(int devfd, uint32_t off, const void *buf, size_t len);
+
+/*
+ * Set Bus Master Enable in the PCI command register. vfio-pci enables the
+ * device's memory decoding but leaves bus mastering to the user: without
+ * it, the device's DMA and its MSI writes (which are DMA too) go nowhere.
+ * Stores the command register as read before the change in *old_cmd.
+ */
+int vu_enable_bus_master(int devfd, uint16_t *old_cmd);
+
+/*
+ * Interrupts (VFIO_DEVICE_GET_IRQ_INFO / VFIO_DEVICE_SET_IRQS) for one index
+ * (VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, ...), vector 0 only.
+ */
+int vu_irq_info(int devfd, uint32_t index, struct vfio_irq_info *info);
+
+/* Wire vector 0 of index to eventfd efd: DATA_EVENTFD | ACTION_TRIGGER. */
+int vu_irq_set_eventfd(int devfd, uint32_t index, int efd);
+
+/* Tear index down: DATA_NONE | ACTION_TRIGGER with count 0. */
+int vu_irq_disable(int devfd, uint32_t index);
+
+/* DATA_NONE | ACTION_UNMASK of vector 0 (INTx is automasked on each fire). */
+int vu_irq_unmask(int devfd, uint32_t index);
+
+/*
+ * Wait up to timeout_ms for eventfd efd to become readable, then read its
+ * counter into *count. Returns 1 when it fired, 0 on timeout, -1 on error.
+ */
+int vu_eventfd_wait(int efd, int timeout_ms, uint64_t *count);
+
+/*
+ * Type1 IOMMU mappings in the container: VFIO_IOMMU_MAP_DMA of size bytes
+ * at vaddr to iova, readable and writable by the device, and the reverse.
+ * vu_dma_unmap stores the size the kernel reports unmapped in *unmapped.
+ */
+int vu_dma_map(int container, void *vaddr, uint64_t iova, uint64_t size);
+int vu_dma_unmap(int container, uint64_t iova, uint64_t size,
+		 uint64_t *unmapped);
+
+/*
  * MMIO through a mapping. volatile so that every access happens, once, at
  * exactly 32 bits: BAR0 registers have side effects and check access size.
  */
@@ -111,6 +156,32 @@ static inline void vu_mmio_write32(volatile void *base, size_t off,
 				   uint32_t val)
 {
 	*(volatile uint32_t *)((volatile uint8_t *)base + off) = val;
+}
+
+/*
+ * The same at 16 and 64 bits, for access-size tests and 64-bit registers.
+ * On x86-64 each is one load or store instruction of exactly that width.
+ */
+static inline uint16_t vu_mmio_read16(volatile void *base, size_t off)
+{
+	return *(volatile uint16_t *)((volatile uint8_t *)base + off);
+}
+
+static inline void vu_mmio_write16(volatile void *base, size_t off,
+				   uint16_t val)
+{
+	*(volatile uint16_t *)((volatile uint8_t *)base + off) = val;
+}
+
+static inline uint64_t vu_mmio_read64(volatile void *base, size_t off)
+{
+	return *(volatile uint64_t *)((volatile uint8_t *)base + off);
+}
+
+static inline void vu_mmio_write64(volatile void *base, size_t off,
+				   uint64_t val)
+{
+	*(volatile uint64_t *)((volatile uint8_t *)base + off) = val;
 }
 
 #endif /* EDU_PLUS_VFIO_UTIL_H */
