@@ -145,6 +145,15 @@ export class PciConfigSpace {
     }
   }
 
+  /**
+   * Sets or clears read-only status bits the device itself drives (e.g. Interrupt Status,
+   * which the guest's vfio-pci checks before it claims an INTx as ours).
+   */
+  setStatusBits(mask: number, on: boolean): void {
+    const v = this.u16(Cfg.STATUS);
+    this.set16(Cfg.STATUS, on ? v | mask : v & ~mask);
+  }
+
   u16(offset: number): number {
     return this.view.getUint16(offset, true);
   }

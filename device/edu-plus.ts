@@ -20,6 +20,8 @@ const QEMU_SUBSYSTEM_ID = 0x1100;
 
 export const DEFAULT_BAR1_SIZE = 64n << 20n;
 const COMMAND_BUS_MASTER = 0x4;
+const COMMAND_INTX_DISABLE = 0x400;
+const STATUS_INTERRUPT = 0x8;
 
 export interface EduPlusOptions {
   /** BAR1 size in bytes: a power of two, at least 1 MiB. */
@@ -50,7 +52,9 @@ export class EduPlus implements DeviceModel {
   readonly registers: EduRegisters;
   readonly dmaEngine: EduDmaEngine;
   readonly bar1: SharedMemory;
-  /** INTx as the device drives it (edu: asserted while irq status is non-zero and MSI is off). */
+  /** INTx wanted (edu: while irq status is non-zero and MSI is off); see updateIntx. */
+  private intxPending = false;
+  /** The line as driven: pending and not disabled by the command register. */
   private intxLevel = false;
 
   constructor(
@@ -100,15 +104,28 @@ export class EduPlus implements DeviceModel {
       this.host.interrupts.trigger(PciIrq.MSI);
       return;
     }
-    this.intxLevel = true;
-    this.host.interrupts.setLevel(PciIrq.INTX, true);
+    this.intxPending = true;
+    this.updateIntx();
   }
 
   /** Like edu_lower_irq once the status is clear: INTx released (MSI has nothing to release). */
   private releaseInterrupt(): void {
-    if (this.msiEnabled && !this.intxLevel) return;
-    this.intxLevel = false;
-    this.host.interrupts.setLevel(PciIrq.INTX, false);
+    this.intxPending = false;
+    this.updateIntx();
+  }
+
+  /**
+   * PCI 2.3 INTx: the status register's Interrupt Status bit shows a pending INTx, and the
+   * command register's Interrupt Disable bit keeps the line down while the bit stays set. The
+   * guest's vfio-pci relies on both (it masks INTx with the disable bit and only claims an
+   * interrupt whose status bit is set), as QEMU's PCI core provides them for its own edu.
+   */
+  private updateIntx(): void {
+    this.config.setStatusBits(STATUS_INTERRUPT, this.intxPending);
+    const level = this.intxPending && (this.config.u16(Cfg.COMMAND) & COMMAND_INTX_DISABLE) === 0;
+    if (level === this.intxLevel) return;
+    this.intxLevel = level;
+    this.host.interrupts.setLevel(PciIrq.INTX, level);
   }
 
   private startDma(): void {
@@ -134,7 +151,12 @@ export class EduPlus implements DeviceModel {
   }
 
   write(region: number, offset: number, data: Uint8Array): void {
-    if (region === PciRegion.CONFIG) return this.config.write(offset, data);
+    if (region === PciRegion.CONFIG) {
+      this.config.write(offset, data);
+      // The Interrupt Disable bit gates the line.
+      if (offset <= Cfg.COMMAND + 1 && offset + data.length > Cfg.COMMAND) this.updateIntx();
+      return;
+    }
     if (region === PciRegion.BAR0) {
       const view = new DataView(data.buffer, data.byteOffset, data.length);
       let v = 0n;
@@ -155,6 +177,8 @@ export class EduPlus implements DeviceModel {
     this.dmaEngine.reset();
     this.registers.reset();
     this.config.reset();
+    this.intxPending = false;
+    this.updateIntx();
     this.host.trace.emit({ type: 'reset', source: 'device' });
     this.host.log.info('reset: registers and config space back to power-on values; BAR1 contents kept');
   }

@@ -336,13 +336,13 @@ export function encodeWriteMulti(writes: readonly MultiWrite[]): Buffer {
 // ---- DMA_READ / DMA_WRITE (server → client) --------------------------------------------------
 
 /**
- * QEMU parses these with `struct { hdr; u64 offset; u32 count; char data[]; }`: data starts at
- * payload offset 12, and since sizeof() pads that struct to 32 bytes QEMU requires the message
- * to be at least 32 bytes (+count for a write). So: offset, count, data, then 4 pad bytes. The
- * spec's `address u64, count u64` layout is not what QEMU reads.
+ * Layout as QEMU 11.1 reads and writes it, measured against a real guest: offset u64, count
+ * (u32 in QEMU's struct, then 4 bytes of alignment padding: a u64 in effect), data from
+ * payload offset 16 — the spec's `address u64, count u64, data`. QEMU requires the whole
+ * message to be at least its 32-byte struct (+count for a write). (An older reading of QEMU's
+ * source put data at offset 12; the data the guest saw proved it wrong.)
  */
-export const DMA_RW_HEADER = 12;
-export const DMA_RW_PAD = 4;
+export const DMA_RW_HEADER = 16;
 
 export interface DmaTransfer {
   readonly address: bigint;
@@ -351,14 +351,16 @@ export interface DmaTransfer {
 }
 
 export function encodeDmaTransfer(t: DmaTransfer): Buffer {
-  return new WireWriter(DMA_RW_HEADER + t.data.byteLength + DMA_RW_PAD).u64(t.address).u32(t.count).bytes(t.data).zeros(DMA_RW_PAD).finish();
+  return new WireWriter(DMA_RW_HEADER + t.data.byteLength).u64(t.address).u64(t.count).bytes(t.data).finish();
 }
 
-/** Decodes either direction; `data` is what follows the 12-byte head, trimmed to count. */
+/** Decodes either direction; `data` is what follows the 16-byte head, trimmed to count. */
 export function decodeDmaTransfer(body: Uint8Array, expectData: boolean): DmaTransfer {
   const r = new WireReader(body);
   const address = r.u64('offset');
-  const count = r.u32('count');
+  const count64 = r.u64('count');
+  if (count64 > 0xffff_ffffn) invalid(`DMA transfer count ${count64} is larger than any transfer`);
+  const count = Number(count64);
   if (!expectData) return { address, count, data: new Uint8Array(0) };
   if (r.remaining < count) invalid(`DMA transfer of ${count} bytes carries only ${r.remaining}`);
   return { address, count, data: r.bytesView(count) };

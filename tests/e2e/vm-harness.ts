@@ -48,12 +48,21 @@ export interface GuestRun {
 
 const KTAP_LINE = /^\s*(KTAP version \d+|1\.\.\d+|ok \d+|not ok \d+|# )/;
 
-/** Boots the VM with edu-plus attached at socketPath and collects the guest tests' KTAP. */
+/**
+ * Boots the VM and collects the guest tests' KTAP: with edu-plus attached at socketPath, or
+ * with QEMU's own devices only (e.g. extraDevices ['edu'], the reference implementation).
+ */
 export async function bootGuestTests(
   vm: TestVm,
-  opts: { socketPath: string; timeoutMs: number; sharedMemory?: boolean },
+  opts: { socketPath?: string; extraDevices?: string[]; timeoutMs: number; sharedMemory?: boolean },
 ): Promise<GuestRun> {
-  const args = qemuArgs({ kernel: vm.kernel.vmlinuz, initrd: vm.initrd, socketPath: opts.socketPath, sharedMemory: opts.sharedMemory });
+  const args = qemuArgs({
+    kernel: vm.kernel.vmlinuz,
+    initrd: vm.initrd,
+    socketPath: opts.socketPath,
+    sharedMemory: opts.sharedMemory,
+    extraDevices: opts.extraDevices,
+  });
   const result = await runVm({ qemu: vm.qemu, args, timeoutMs: opts.timeoutMs });
   const report = parseKtap(result.lines);
   return {
