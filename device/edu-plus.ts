@@ -30,11 +30,23 @@ export interface EduPlusOptions {
   readonly dmaMask?: bigint;
   /** Delay before a DMA transfer runs, in ms (QEMU's edu: 100 of virtual time; default 0). */
   readonly dmaDelayMs?: number;
+  /** Back BAR1 with 2 MiB huge pages (the host must have them reserved). */
+  readonly hugePages?: boolean;
 }
 
+export const MAX_BAR1_SIZE = 1n << 40n;
+
+/** BAR1 must be a power of two (a PCI BAR) from 1 MiB to 1 TiB. */
 export function validateBar1Size(size: bigint): void {
-  if (size < 1n << 20n || (size & (size - 1n)) !== 0n) {
-    throw new RangeError(`BAR1 size ${size} must be a power of two of at least 1 MiB`);
+  if (size < 1n << 20n || size > MAX_BAR1_SIZE || (size & (size - 1n)) !== 0n) {
+    throw new RangeError(`BAR1 size ${size} must be a power of two from 1 MiB to 1 TiB`);
+  }
+}
+
+/** dma_mask must be a run of low one-bits (2^n - 1), at least 12 bits (one page). */
+export function validateDmaMask(mask: bigint): void {
+  if (mask < 0xfffn || mask > 0xffff_ffff_ffff_ffffn || (mask & (mask + 1n)) !== 0n) {
+    throw new RangeError(`dma_mask 0x${mask.toString(16)} must be 2^n - 1 with n from 12 to 64 (e.g. 0xfffffff for 28 bits)`);
   }
 }
 
@@ -63,6 +75,7 @@ export class EduPlus implements DeviceModel {
   ) {
     const bar1Size = opts.bar1Size ?? DEFAULT_BAR1_SIZE;
     validateBar1Size(bar1Size);
+    if (opts.dmaMask !== undefined) validateDmaMask(opts.dmaMask);
     this.config = new PciConfigSpace({
       vendorId: EDU_VENDOR_ID,
       deviceId: EDU_DEVICE_ID,
@@ -84,7 +97,7 @@ export class EduPlus implements DeviceModel {
       startDma: () => this.startDma(),
     });
     this.dmaEngine = new EduDmaEngine(host, opts.dmaMask ?? DEFAULT_DMA_MASK, opts.dmaDelayMs ?? 0, () => (this.config.u16(Cfg.COMMAND) & COMMAND_BUS_MASTER) !== 0);
-    this.bar1 = host.allocateSharedMemory('edu-plus-bar1', bar1Size);
+    this.bar1 = host.allocateSharedMemory('edu-plus-bar1', bar1Size, { hugePages: opts.hugePages });
     this.regions = [
       { index: PciRegion.BAR0, size: EDU_BAR0_SIZE, readable: true, writable: true },
       // BAR1 is 64-bit, so it also takes slot 2: region 2 stays size 0.

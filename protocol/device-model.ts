@@ -74,8 +74,11 @@ export interface DeviceHost {
   readonly trace: TraceBus;
   readonly interrupts: InterruptLines;
   readonly dma: DmaAccess;
-  /** Allocates client-shareable memory (zero-filled) for a RAM-like region. */
-  allocateSharedMemory(name: string, size: bigint): SharedMemory;
+  /**
+   * Allocates client-shareable memory (zero-filled, sparse) for a RAM-like region, optionally
+   * from 2 MiB huge pages. Throws an Error saying what to do when the host cannot provide it.
+   */
+  allocateSharedMemory(name: string, size: bigint, opts?: { hugePages?: boolean }): SharedMemory;
 }
 
 export interface DeviceModel {

@@ -4,7 +4,7 @@
  * disconnect every DMA mapping is unmapped and every interrupt eventfd closed, the device
  * state is kept, and the next client is served.
  */
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { Connection } from './connection.ts';
 import type { DeviceFactory, DeviceModel, SharedMemory } from './device-model.ts';
 import { DmaMapTable } from './dma.ts';
@@ -69,8 +69,9 @@ export class VfioUserServer {
         trigger: (index, vector) => irqs?.trigger(index, vector) ?? false,
         setLevel: (index, level, vector) => irqs?.setLevel(index, level, vector),
       },
-      allocateSharedMemory: (name, size) => {
-        const mem = new MemfdMemory(name, size);
+      allocateSharedMemory: (name, size, memOpts) => {
+        if (memOpts?.hugePages) checkHugePages(size);
+        const mem = new MemfdMemory(name, size, memOpts);
         this.memories.push(mem);
         return mem;
       },
@@ -227,6 +228,28 @@ export class VfioUserServer {
 
   private releaseMemory(): void {
     for (const m of this.memories.splice(0)) m.close();
+  }
+}
+
+const HUGE_PAGE = 2n << 20n;
+
+/** Huge-page backing needs a multiple of 2 MiB and that many free pages in the kernel's pool. */
+function checkHugePages(size: bigint): void {
+  if (size % HUGE_PAGE !== 0n) throw new Error(`huge-page backing needs a multiple of 2 MiB, not ${size} bytes`);
+  let free = 0n;
+  try {
+    const info = readFileSync('/proc/meminfo', 'utf8');
+    const pageKiB = BigInt(/Hugepagesize:\s+(\d+) kB/.exec(info)?.[1] ?? '0');
+    if (pageKiB * 1024n === HUGE_PAGE) free = BigInt(/HugePages_Free:\s+(\d+)/.exec(info)?.[1] ?? '0');
+  } catch {
+    // No /proc/meminfo: report zero free pages below.
+  }
+  const need = size / HUGE_PAGE;
+  if (free < need) {
+    throw new Error(
+      `huge-page backing for ${size >> 20n} MiB needs ${need} free 2 MiB huge pages, the host has ${free}; ` +
+        `reserve them (as root: echo ${need} > /proc/sys/vm/nr_hugepages) or drop --hugepages`,
+    );
   }
 }
 

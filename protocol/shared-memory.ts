@@ -14,8 +14,9 @@ export class MemfdMemory implements SharedMemory {
   constructor(
     readonly name: string,
     readonly size: bigint,
+    opts: { hugePages?: boolean } = {},
   ) {
-    this.fd = memfdCreate(name, size);
+    this.fd = memfdCreate(name, size, opts);
     try {
       this.addr = mmapShared(this.fd, size, 0n);
     } catch (err) {

@@ -126,6 +126,11 @@ export class TraceClient {
   }
 
   /** The device's registers by name; rejects when the device offers no register dump. */
+  /** A hash of a shared-memory range, computed off the device's message loop. */
+  async checksumRegion(region: number, offset: number | bigint, length: number, algorithm = 'sha256'): Promise<{ algorithm: string; digest: string }> {
+    return (await this.request('checksum-region', { region, offset, length, algorithm })) as { algorithm: string; digest: string };
+  }
+
   async registers(): Promise<RegisterState> {
     return (await this.request('registers')) as RegisterState;
   }

@@ -8,6 +8,7 @@
  * client only, every request error becomes an `ok: false` reply, and a subscriber that reads
  * too slowly loses events (and is told how many) instead of growing our memory.
  */
+import { checksumMemory } from '../protocol/offload.ts';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/device-model.ts';
@@ -39,7 +40,7 @@ const MAX_CLIENTS = 32;
 /** How long a client we hung up on may take to read our last message before we cut it. */
 const CLOSE_GRACE_MS = 500;
 
-const OPS = ['subscribe', 'unsubscribe', 'read-region', 'write-region', 'registers', 'stats', 'info'] as const;
+const OPS = ['subscribe', 'unsubscribe', 'read-region', 'write-region', 'checksum-region', 'registers', 'stats', 'info'] as const;
 
 export interface TraceServerOptions {
   readonly socketPath: string;
@@ -180,6 +181,14 @@ class TraceChannel implements TraceServer {
         memory.bytes(offset, data.length).set(data);
         return data.length;
       }
+      case 'checksum-region': {
+        // Any length: the hash runs in a worker thread (protocol/offload.ts), so the device
+        // keeps answering its client meanwhile. Resolves later; the reply waits for it.
+        const length = toIndex(req.length, 'length');
+        const { memory, offset } = this.sharedRange(req, length, false, false);
+        const algorithm = typeof req.algorithm === 'string' ? req.algorithm : 'sha256';
+        return checksumMemory(memory, offset, length, algorithm).then((digest) => ({ algorithm, digest }));
+      }
       case 'registers': {
         const device = server.device;
         if (!device.registerState) throw new Error(`${device.name} offers no register dump (its device model has no registerState())`);
@@ -195,7 +204,7 @@ class TraceChannel implements TraceServer {
   }
 
   /** Checks region, offset and length for read-region/write-region (no u64 overflow: bigint). */
-  private sharedRange(req: Record<string, unknown>, length: number, write = false): { memory: NonNullable<RegionDescription['memory']>; offset: number } {
+  private sharedRange(req: Record<string, unknown>, length: number, write = false, limited = true): { memory: NonNullable<RegionDescription['memory']>; offset: number } {
     const device = this.opts.server.device;
     const index = toIndex(req.region, 'region');
     const offset = toIndex(req.offset, 'offset');
@@ -206,7 +215,7 @@ class TraceChannel implements TraceServer {
     if (!region) throw new RangeError(`${label} does not exist on ${device.name}; shared-memory regions: ${sharedList}`);
     if (!region.memory) throw new RangeError(`${label} traps every access and is not shared memory; read-region and write-region reach shared-memory regions only: ${sharedList}`);
     if (write ? !region.writable : !region.readable) throw new RangeError(`${label} is not ${write ? 'writable' : 'readable'}`);
-    if (length > MAX_REGION_BYTES) throw new RangeError(`${length} bytes exceeds the limit of ${MAX_REGION_BYTES} (16 MiB) per request; split it`);
+    if (limited && length > MAX_REGION_BYTES) throw new RangeError(`${length} bytes exceeds the limit of ${MAX_REGION_BYTES} (16 MiB) per request; split it`);
     if (BigInt(offset) + BigInt(length) > region.size) {
       throw new RangeError(`[0x${offset.toString(16)}, +${length}) is outside ${label}, which is 0x${region.size.toString(16)} bytes (${sizeText(region.size)})`);
     }
@@ -377,13 +386,15 @@ class TraceConnection {
       return;
     }
     let result: unknown;
+    const fail = (err: unknown) => this.reply(id, { error: err instanceof Error ? err.message : String(err) });
     try {
       result = this.channel.run(this, req.op, req);
     } catch (err) {
-      this.reply(id, { error: err instanceof Error ? err.message : String(err) });
+      fail(err);
       return;
     }
-    this.reply(id, { result });
+    if (result instanceof Promise) result.then((value) => this.reply(id, { result: value }), fail);
+    else this.reply(id, { result });
   }
 
   private reply(id: RequestId | null, outcome: { result: unknown } | { error: string }): void {

@@ -344,9 +344,17 @@ export class FdSender {
 
 // ---- shared memory ---------------------------------------------------------------------------
 
-export function memfdCreate(name: string, size: bigint): number {
-  const fd = c.memfd_create(name, MFD_CLOEXEC);
-  if (fd < 0) fail('memfd_create', name);
+const MFD_HUGETLB = 4;
+/** MFD_HUGE_2MB: log2(2 MiB) in the flag's size field. */
+const MFD_HUGE_2MB = 21 << 26;
+
+/**
+ * A memfd of `size` bytes (sparse: pages are allocated on first touch). With `hugePages` it is
+ * backed by 2 MiB huge pages from the kernel's pool (which must hold enough free pages).
+ */
+export function memfdCreate(name: string, size: bigint, opts: { hugePages?: boolean } = {}): number {
+  const fd = c.memfd_create(name, MFD_CLOEXEC | (opts.hugePages ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+  if (fd < 0) fail('memfd_create', opts.hugePages ? `${name}, 2 MiB huge pages` : name);
   if (c.ftruncate(fd, size) < 0) {
     const errno = koffi.errno();
     c.close(fd);
