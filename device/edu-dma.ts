@@ -8,7 +8,7 @@
  * The transfer runs after the DMA_CMD write has been answered (QEMU's edu uses a 100 ms
  * timer): DMA_READ/WRITE messages to QEMU must never wait inside the reply to a trapped access.
  */
-import { DmaFault, type DeviceHost } from '../protocol/device-model.ts';
+import { DmaFault, type DeviceHost } from '../protocol/served-device.ts';
 
 export const DMA_BUFFER_ADDRESS = 0x40000n;
 export const DMA_BUFFER_SIZE = 4096;

@@ -3,7 +3,7 @@
  * RAM. BAR0 traps (every access is a REGION_READ/WRITE); BAR1 is shared memory the client maps,
  * so guest loads and stores to it never reach this process.
  */
-import type { DeviceHost, DeviceModel, IrqDescription, RegionDescription, SharedMemory } from '../protocol/device-model.ts';
+import type { DeviceHost, DeviceModel, IrqDescription, RegionDescription, SharedMemory } from '../protocol/served-device.ts';
 import { IrqInfoFlags, PCI_NUM_IRQS, PCI_NUM_REGIONS, PciIrq, PciRegion } from '../protocol/wire.ts';
 import { CONFIG_SPACE_SIZE, Cfg, PciConfigSpace, msiCapability64 } from './config-space.ts';
 import { DEFAULT_DMA_MASK, EduDmaEngine } from './edu-dma.ts';

@@ -5,7 +5,7 @@
  * the client mapped memory without an fd.
  */
 import { encodeDmaTransfer, decodeDmaTransfer } from './codec.ts';
-import { type DmaAccess, DmaFault } from './device-model.ts';
+import { type DmaAccess, DmaFault } from './served-device.ts';
 import type { DmaMapTable, DmaSegment } from './dma.ts';
 import { viewOf } from './native/libc.ts';
 import type { PeerRequests } from './peer-requests.ts';

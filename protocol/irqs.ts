@@ -13,7 +13,7 @@
  * (the resample fd) is followed by an UNMASK with DATA_NONE.
  */
 import type { IrqSet } from './codec.ts';
-import type { IrqDescription, InterruptLines } from './device-model.ts';
+import type { IrqDescription, InterruptLines } from './served-device.ts';
 import { invalid } from './errors.ts';
 import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, watchReadable } from './native/libc.ts';
 import type { TraceBus } from './trace-bus.ts';

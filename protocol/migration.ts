@@ -6,7 +6,7 @@
  * QEMU's vfio-user client has no migration yet; our own client drives this in the tests.
  */
 import { Packr } from 'msgpackr';
-import type { DeviceModel } from './device-model.ts';
+import type { DeviceModel } from './served-device.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
 import type { Logger } from './log.ts';
 import { MigState } from './wire.ts';

@@ -4,7 +4,7 @@
  * loop keeps answering the client — register reads stay responsive.
  */
 import { Piscina } from 'piscina';
-import type { SharedMemory } from './device-model.ts';
+import type { SharedMemory } from './served-device.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import type { ChecksumTask } from './workers/memory-tasks.ts';
 

@@ -6,7 +6,7 @@
  */
 import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import { Connection } from './connection.ts';
-import type { DeviceFactory, DeviceModel, SharedMemory } from './device-model.ts';
+import type { DeviceFactory, DeviceModel, SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
 import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';

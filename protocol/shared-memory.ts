@@ -1,5 +1,5 @@
 /** Device memory shared with the client: a memfd, mapped once here, handed over as an fd. */
-import type { SharedMemory } from './device-model.ts';
+import type { SharedMemory } from './served-device.ts';
 import { close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts';
 
 /** The largest single view V8 gives us; bigger regions are viewed window by window. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createEduPlus, type EduPlus } from '../device/edu-plus.ts';
 import { VfioUserClient } from '../protocol/client.ts';
-import { DmaFault } from '../protocol/device-model.ts';
+import { DmaFault } from '../protocol/served-device.ts';
 import { Errno, VfioUserError } from '../protocol/errors.ts';
 import { createLogger, silentLogger } from '../protocol/log.ts';
 import { close, memfdCreate, mmapShared, munmap, viewOf } from '../protocol/native/libc.ts';

@@ -11,7 +11,7 @@
 import { checksumMemory } from '../protocol/offload.ts';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, connect, createServer } from 'node:net';
-import type { RegionDescription } from '../protocol/device-model.ts';
+import type { RegionDescription } from '../protocol/served-device.ts';
 import { Errno } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
 import { SyscallError } from '../protocol/native/libc.ts';

@@ -1,6 +1,6 @@
 /** REGION_READ, REGION_WRITE and REGION_WRITE_MULTI: trapped accesses and shared memory alike. */
 import { decodeRegionAccess, decodeWriteMulti, encodeRegionAccess } from '../codec.ts';
-import type { RegionDescription } from '../device-model.ts';
+import type { RegionDescription } from '../served-device.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
 import { WireWriter } from '../writer.ts';

@@ -1,5 +1,5 @@
 /** What every command handler gets: the device, the per-device tables and this session's state. */
-import type { DeviceModel, RegionDescription, SharedMemory } from '../device-model.ts';
+import type { DeviceModel, RegionDescription, SharedMemory } from '../served-device.ts';
 import type { DmaMapTable } from '../dma.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
