@@ -9,12 +9,13 @@
  * which prints the path of each binary, one per line.
  */
 import { execFile } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import { provisionKernelHeaders } from '../qemu-configs/provision-headers.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -24,7 +25,10 @@ export interface BuildGuestTestsOptions {
   /**
    * A kernel's `make headers_install` include directory (the one holding
    * `linux/vfio.h`). Searched before the host's /usr/include, so tests see
-   * the UAPI of the kernel they will run on, not the host's.
+   * the UAPI of the kernel they will run on, not the host's. Default: the
+   * stock UAPI of the provisioned guest kernel's line (Debian's
+   * linux-libc-dev 7.3.x, see qemu-configs/provision-headers.ts) -- never
+   * the host's own headers, which are too old for the DMABUF features.
    */
   includeDir?: string;
 }
@@ -53,15 +57,16 @@ export function defaultOutDir(env: NodeJS.ProcessEnv = process.env): string {
 
 export async function buildGuestTests(opts: BuildGuestTestsOptions = {}): Promise<BuildGuestTestsResult> {
   const outDir = path.resolve(opts.outDir ?? defaultOutDir());
-  const includeDir = opts.includeDir === undefined ? undefined : path.resolve(opts.includeDir);
-  if (includeDir !== undefined) await checkIncludeDir(includeDir);
+  const includeDir = opts.includeDir === undefined ? await provisionKernelHeaders() : path.resolve(opts.includeDir);
+  await checkIncludeDir(includeDir);
+  const includeArgs = uapiIncludeArgs(includeDir);
 
   const sources = await scanSources();
   // Any header or helper may affect any program, so every program depends
   // on all of them (there are few, and a rebuild takes a second).
   const newestInput = Math.max(
     await newestMtime([...sources.programs, ...sources.helpers, ...sources.headers]),
-    includeDir === undefined ? 0 : await newestMtime(await listFiles(includeDir)),
+    await newestMtime(await listFiles(includeDir)),
   );
 
   await mkdir(outDir, { recursive: true });
@@ -72,7 +77,7 @@ export async function buildGuestTests(opts: BuildGuestTestsOptions = {}): Promis
     const out = path.join(outDir, name);
     const args = [
       ...CFLAGS,
-      ...(includeDir === undefined ? [] : ['-isystem', includeDir]),
+      ...includeArgs,
       program,
       ...sources.helpers,
     ];
@@ -141,6 +146,20 @@ async function checkToolchain(): Promise<void> {
   }
 }
 
+/**
+ * `-isystem` options for a UAPI include directory. -isystem directories are
+ * searched before the compiler's standard ones (/usr/include/<multiarch>,
+ * /usr/include), so linux/*.h and asm/*.h come from the kernel's UAPI even
+ * when glibc's own headers include them, while glibc's headers themselves
+ * (not in a UAPI tree) still come from the host. Debian's linux-libc-dev
+ * keeps asm/ under the multiarch directory (x86_64-linux-gnu/asm), a
+ * `make headers_install` tree directly under include/: take both layouts.
+ */
+export function uapiIncludeArgs(includeDir: string): string[] {
+  const multiarch = path.join(includeDir, 'x86_64-linux-gnu');
+  return existsSync(path.join(multiarch, 'asm')) ? ['-isystem', multiarch, '-isystem', includeDir] : ['-isystem', includeDir];
+}
+
 async function checkIncludeDir(dir: string): Promise<void> {
   try {
     await stat(path.join(dir, 'linux', 'vfio.h'));
@@ -196,7 +215,10 @@ async function main(argv: string[]): Promise<void> {
     },
   });
   if (values.help) {
-    process.stdout.write('usage: tsx guest-tests/build.ts [--out-dir DIR] [--include-dir KERNEL_UAPI_INCLUDE_DIR]\n');
+    process.stdout.write(
+      'usage: tsx guest-tests/build.ts [--out-dir DIR] [--include-dir KERNEL_UAPI_INCLUDE_DIR]\n' +
+        '  default include dir: the provisioned stock kernel UAPI headers (linux-libc-dev of the guest kernel line)\n',
+    );
     return;
   }
   const { binaries } = await buildGuestTests({ outDir: values['out-dir'], includeDir: values['include-dir'] });

@@ -1,0 +1,116 @@
+/*
+ * dmabuf.c - the DMABUF suite: vfio-pci DMABUF export of edu-plus BAR
+ * ranges, and what the series "vfio/pci: Add mmap() for DMABUFs" adds on
+ * top: mmap of DMABUF fds, memory attributes (NC/WC), permanent revocation,
+ * and the lifetime rules (fd close, reset, memory disable, device close),
+ * plus huge mappings of the 64 MiB BAR1.
+ *
+ * Every feature is detected at run time (VFIO_DEVICE_FEATURE with PROBE,
+ * and by behaviour: on a stock kernel mmap() of a DMABUF fd fails EINVAL),
+ * and a case whose feature is missing reports "ok N name # SKIP <why>" --
+ * never a pass, never a failure. So a stock 7.3 kernel passes the export
+ * cases and skips the rest; a kernel carrying the series runs everything.
+ *
+ * Device-side truth: every write through any mapping prints
+ *	# bar-write region=<index> offset=0x<BAR offset> value=0x<u32>
+ * with the BAR offset the buffer's ranges imply; the host checks the last
+ * value per region-1 offset against the server's own BAR1 memory, which
+ * catches a kernel that maps the right-looking bytes to the wrong PFNs.
+ * Region 0 lines are BAR0's liveness register (it reads back inverted).
+ *
+ * Cases live in dmabuf_export.c, dmabuf_mmap.c, dmabuf_memattr.c,
+ * dmabuf_revoke.c, dmabuf_huge.c and dmabuf_lifetime.c; the helpers in
+ * dmabuf_util.c and dmabuf_map.c. Which BAR1 bytes each case uses:
+ * dmabuf_cases.h.
+ */
+#include <stddef.h>
+#include <sys/mman.h>
+
+#include "dmabuf_cases.h"
+#include "dmabuf_util.h"
+#include "ktap.h"
+
+static const struct {
+	const char *name;
+	db_case_fn run;
+} cases[] = {
+	{ "open_device", case_open_device },
+	{ "feature_probe", case_feature_probe },
+	/* export */
+	{ "export_bar0_whole", case_export_bar0_whole },
+	{ "export_bar1_whole", case_export_bar1_whole },
+	{ "export_bar1_one_range", case_export_bar1_one_range },
+	{ "export_bar1_several_ranges", case_export_bar1_several_ranges },
+	{ "export_bar0_several_ranges", case_export_bar0_several_ranges },
+	{ "export_zero_length_refused", case_export_zero_length_refused },
+	{ "export_out_of_range_refused", case_export_out_of_range_refused },
+	{ "export_unaligned_refused", case_export_unaligned_refused },
+	{ "export_overlapping_ranges", case_export_overlapping_ranges },
+	{ "export_bad_arguments_refused", case_export_bad_arguments_refused },
+	/* mmap of DMABUFs */
+	{ "mmap_whole_buffer", case_mmap_whole_buffer },
+	{ "mmap_bar0_registers", case_mmap_bar0_registers },
+	{ "mmap_nonzero_offset", case_mmap_nonzero_offset },
+	{ "mmap_past_end_refused", case_mmap_past_end_refused },
+	{ "mmap_offset_past_end_refused", case_mmap_offset_past_end_refused },
+	{ "mmap_private_refused", case_mmap_private_refused },
+	{ "mmap_multi_range_layout", case_mmap_multi_range_layout },
+	/* aliasing */
+	{ "alias_vfio_device_mmap", case_alias_vfio_device_mmap },
+	{ "alias_two_dmabufs", case_alias_two_dmabufs },
+	{ "alias_two_mmaps_one_dmabuf", case_alias_two_mmaps_one_dmabuf },
+	{ "alias_overlapping_ranges", case_alias_overlapping_ranges },
+	{ "partial_munmap_split", case_partial_munmap_split },
+	/* memory attributes */
+	{ "memattr_default_nc", case_memattr_default_nc },
+	{ "memattr_set_wc", case_memattr_set_wc },
+	{ "memattr_unknown_refused", case_memattr_unknown_refused },
+	{ "memattr_wc_visible", case_memattr_wc_visible },
+	/* revoke */
+	{ "revoke_sigbus_all_mappings", case_revoke_sigbus_all_mappings },
+	{ "revoke_twice_ebadfd", case_revoke_twice_ebadfd },
+	{ "revoke_non_dmabuf_einval", case_revoke_non_dmabuf_einval },
+	{ "revoke_other_device_enodev", case_revoke_other_device_enodev },
+	{ "revoke_foreign_exporter_enodev",
+	  case_revoke_foreign_exporter_enodev },
+	{ "revoke_mmap_refused", case_revoke_mmap_refused },
+	{ "revoke_fresh_export_works", case_revoke_fresh_export_works },
+	{ "revoke_dup_fd_same_buffer", case_revoke_dup_fd_same_buffer },
+	{ "revoke_v2_ioctl", case_revoke_v2_ioctl },
+	/* huge mappings */
+	{ "huge_bar1_32m_aligned", case_huge_bar1_32m_aligned },
+	/* lifetime (the last two close the device) */
+	{ "lifetime_mapping_survives_fd_close",
+	  case_lifetime_mapping_survives_fd_close },
+	{ "lifetime_reset_revokes_and_restores",
+	  case_lifetime_reset_revokes_and_restores },
+	{ "lifetime_memory_disable_revokes_and_restores",
+	  case_lifetime_memory_disable_revokes_and_restores },
+	{ "lifetime_close_vfio_fds_revokes",
+	  case_lifetime_close_vfio_fds_revokes },
+	{ "lifetime_mmap_after_close_refused",
+	  case_lifetime_mmap_after_close_refused },
+	{ "cleanup", case_cleanup },
+};
+
+int main(void)
+{
+	const size_t n = sizeof(cases) / sizeof(cases[0]);
+
+	ktap_plan((int)n);
+	ktap_diag("dmabuf: vfio-pci DMABUF export, mmap, memattr, revoke and "
+		  "lifetime on edu-plus %04x:%04x", DB_EDU_VENDOR,
+		  DB_EDU_DEVICE);
+	for (size_t i = 0; i < n; i++) {
+		const char *skip;
+
+		ktap_begin(cases[i].name);
+		skip = cases[i].run();
+		if (skip)
+			ktap_end_skip("%s", skip);
+		else
+			ktap_end();
+	}
+	case_cleanup();		/* a no-op when cleanup already ran */
+	return ktap_finish();
+}

@@ -1,0 +1,211 @@
+/*
+ * dmabuf_util.h - shared state and helpers of the DMABUF suite (dmabuf.c and
+ * the dmabuf_*.c case files): VFIO_DEVICE_FEATURE wrappers (export, probe,
+ * revoke, memory attribute), run-time feature detection, fault-guarded
+ * accesses through mappings, and the "# bar-write" device-side-truth lines.
+ *
+ * UAPI numbers: the kernel headers' definitions when present; otherwise the
+ * numbers of v3 of the "vfio/pci: Add mmap() for DMABUFs" series, used only
+ * after a PROBE (and a harmless fingerprint call) says the running kernel
+ * has the feature under that number. Stock 7.3 defines feature 13 as
+ * VFIO_DEVICE_FEATURE_ZPCI_ERROR (s390 only, ENOTTY on x86), which is why a
+ * fallback number is never trusted on its own.
+ *
+ * Device-side truth: every write through any mapping of a BAR goes through
+ * db_write32(), which prints, after the store completed,
+ *	# bar-write region=<index> offset=0x<BAR offset> value=0x<u32>
+ * where the offset is what the buffer's ranges imply, not what the kernel
+ * did. The host compares the last value per offset of region 1 with the
+ * server's own BAR1 memory. Region 0 lines name the liveness register
+ * (BAR0+0x4), which reads back as the inverse of the value.
+ */
+#ifndef EDU_PLUS_DMABUF_UTIL_H
+#define EDU_PLUS_DMABUF_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vfio_util.h"
+
+#define DB_PAGE			4096u
+#define DB_MIB			(1u << 20)
+#define DB_EDU_VENDOR		0x1234
+#define DB_EDU_DEVICE		0x11e8
+#define DB_EDU_ID		0x010000edu	/* BAR0+0x00 */
+#define DB_EDU_LIVENESS		0x04		/* reads back ~value */
+#define DB_BAR0_SIZE		(1u << 20)
+#define DB_BAR1_SIZE		(64u << 20)
+#define DB_MAX_RANGES		8
+
+/* One range of a DMABUF: [offset, offset + length) of the BAR. */
+struct db_range {
+	uint64_t offset, length;
+};
+
+/*
+ * How a mapping's bytes correspond to BAR bytes: the buffer is the ranges
+ * concatenated in order, and the mapping starts map_off bytes into it.
+ */
+struct db_layout {
+	uint32_t region;
+	uint32_t nr;
+	struct db_range r[DB_MAX_RANGES];
+	uint64_t map_off;
+};
+
+/* A mapping of (part of) a DMABUF or of a VFIO region. */
+struct db_map {
+	volatile uint8_t *base;
+	size_t len;
+	struct db_layout lay;
+	const char *name;	/* for diagnostics: "dmabuf A", "device mmap" */
+};
+
+/* Where a revoke goes: the v3 feature or the v2 device ioctl. */
+enum db_revoke_kind { DB_REVOKE_NONE, DB_REVOKE_V3_FEATURE, DB_REVOKE_V2_IOCTL };
+
+/* What earlier cases established for later ones. */
+struct db_state {
+	bool opened;
+	char bdf[VU_BDF_LEN];
+	struct vu_device dev;
+	struct vfio_region_info bar0, bar1;
+	uint64_t bar1_phys;		/* guest-physical BAR1 start (sysfs) */
+	struct db_map ref;		/* device-fd mmap of all of BAR1 */
+	bool export_ok;			/* DMA_BUF feature present */
+	const char *export_skip;
+	bool mmap_ok;			/* mmap of a DMABUF fd works */
+	const char *mmap_skip;
+	uint32_t feat_dma_buf, feat_revoke, feat_memattr;
+	bool revoke_feature, memattr_feature, v2_ioctl;
+	const char *revoke_skip, *memattr_skip, *v2_skip;
+	enum db_revoke_kind revoke_kind;
+	uint32_t memattr_nc, memattr_wc;
+	uint32_t seq;			/* distinct written values */
+};
+
+extern struct db_state db;
+
+/* A skip reason with values in it (one static buffer per call site kind). */
+const char *db_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* strerror-free errno names for diagnostics: "EINVAL". */
+const char *db_errno_name(int err);
+
+/* ---- ioctls ---- */
+
+/* VFIO_DEVICE_FEATURE with flags (feature | GET/SET/PROBE) and a payload. */
+int db_feature(int devfd, uint32_t flags, const void *payload, size_t len);
+
+/* PROBE feature for op (VFIO_DEVICE_FEATURE_GET or _SET): 0 or -1/errno. */
+int db_probe(int devfd, uint32_t feature, uint32_t op);
+
+/* Export a DMABUF of ranges of region: the new fd, or -1 with errno. */
+int db_export(int devfd, uint32_t region, const struct db_range *r,
+	      uint32_t nr);
+
+/* Export, failing the case with a message when it does not work. */
+int db_export_ok(int devfd, uint32_t region, const struct db_range *r,
+		 uint32_t nr);
+
+/* Revoke through whatever the kernel has (db.revoke_kind): 0 or -1/errno. */
+int db_revoke(int devfd, int dmabuf_fd);
+int db_revoke_v3(int devfd, int dmabuf_fd);
+int db_revoke_v2(int devfd, int dmabuf_fd);
+
+/* SET the memory attribute of a DMABUF: 0 or -1/errno. */
+int db_set_memattr(int devfd, int dmabuf_fd, uint32_t memattr);
+
+/* Expect ret == -1 with errno err; "what" names the call. */
+bool db_expect_errno(const char *what, int ret, int err, int expected);
+
+/* The DMABUF's size as the kernel reports it (lseek SEEK_END). */
+int64_t db_dmabuf_size(int fd);
+
+/* A DMABUF of another exporter (dma-heap, else udmabuf), or -1 + *why. */
+int db_foreign_dmabuf(const char **why);
+
+/* Fill in the feature numbers and detection results (case feature_probe). */
+void db_detect_features(void);
+
+/* ---- mappings ---- */
+
+/* Layout helpers: one range, or several. */
+struct db_layout db_layout(uint32_t region, const struct db_range *r,
+			   uint32_t nr, uint64_t map_off);
+uint64_t db_layout_size(const struct db_layout *lay);
+
+/* The BAR offset of byte off of a mapping with this layout. */
+uint64_t db_bar_offset(const struct db_layout *lay, uint64_t off);
+
+/*
+ * mmap len bytes of a DMABUF fd at byte offset off (MAP_SHARED, RW), at
+ * addr if non-NULL (MAP_FIXED). Fills *m and returns true; on failure
+ * returns false with errno set and *m untouched.
+ */
+bool db_mmap(int fd, size_t len, uint64_t off, void *addr,
+	     const struct db_layout *buf, const char *name, struct db_map *m);
+void db_munmap(struct db_map *m);
+
+/* One guarded 32-bit access: 0, or the signal that stopped it. */
+int db_read32(const struct db_map *m, size_t off, uint32_t *val);
+int db_write32_raw(const struct db_map *m, size_t off, uint32_t val);
+
+/*
+ * A write that must work: prints the "# bar-write" line after it, or fails
+ * the case with the signal. Returns true when the value was stored.
+ */
+bool db_write32(const struct db_map *m, size_t off, uint32_t val);
+
+/* A read that must work and give expected; fails the case otherwise. */
+bool db_expect32(const struct db_map *m, size_t off, uint32_t expected);
+
+/* The same through the device-fd reference mapping of BAR1. */
+bool db_expect_bar1(uint64_t bar_off, uint32_t expected);
+
+/*
+ * An access that must fault (revoked mapping): a read, then a write of a
+ * fresh value. A write that does not fault landed and is reported as a
+ * bar-write. Returns true when both faulted with SIGBUS.
+ */
+bool db_expect_fault(const struct db_map *m, size_t off);
+
+/* The next distinctive value to write. */
+uint32_t db_next_value(void);
+
+/* ---- PAT memory types (debugfs x86/pat_memtype_list) ---- */
+
+#define DB_PAT_MAX 1024
+struct db_pat_entry {
+	uint64_t start, end;
+	char type[24];
+};
+struct db_pat_list {
+	int n;
+	bool ok;
+	struct db_pat_entry e[DB_PAT_MAX];
+};
+
+void db_pat_read(struct db_pat_list *l);
+
+/*
+ * The memory type PAT tracks for [start, end) that was not in before: the
+ * type name, "" when no new entry covers it, or "mixed" when several do.
+ */
+const char *db_pat_new_type(const struct db_pat_list *before,
+			    const struct db_pat_list *after, uint64_t start,
+			    uint64_t end);
+
+/* ---- case plumbing ---- */
+
+/* The common prerequisites, as a skip reason or NULL. */
+const char *db_need_export(void);
+const char *db_need_mmap(void);
+const char *db_need_revoke(void);
+const char *db_need_memattr(void);
+
+/* Every case: NULL when it ran, or why it was skipped. */
+typedef const char *(*db_case_fn)(void);
+
+#endif /* EDU_PLUS_DMABUF_UTIL_H */
