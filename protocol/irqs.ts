@@ -15,7 +15,7 @@
 import type { IrqSet } from './codec.ts';
 import type { IrqDescription, InterruptLines } from './served-device.ts';
 import { invalid } from './errors.ts';
-import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, watchReadable } from './native/libc.ts';
+import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, isEventfd, watchReadable } from './native/libc.ts';
 import type { TraceBus } from './trace-bus.ts';
 import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqInfoFlags, IrqSetFlags } from './wire.ts';
 
@@ -136,6 +136,9 @@ export class IrqTable implements InterruptLines {
         invalid(`SET_IRQS has ${fds.length} fds for ${req.count} vectors`);
       }
       if (action === IrqSetFlags.ACTION_MASK) invalid('SET_IRQS MASK cannot take eventfds');
+      // As the kernel's eventfd_ctx_fdget: anything but an eventfd is EINVAL.
+      const notEventfd = fds.findIndex((fd) => !isEventfd(fd));
+      if (notEventfd >= 0) invalid(`SET_IRQS fd #${notEventfd} is not an eventfd`);
       targets.forEach((v, i) => {
         const fd = fds.length ? fds[i]! : null;
         if (action === IrqSetFlags.ACTION_TRIGGER) {

@@ -13,7 +13,7 @@ import { VfioUserClient } from '../protocol/client.ts';
 import { decodeCaps, decodeSparseAreas } from '../protocol/codec.ts';
 import { Errno, VfioUserError } from '../protocol/errors.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { eventfdConsume, eventfdCreate, isOpenFd, mmapShared, munmap, viewOf, close } from '../protocol/native/libc.ts';
+import { eventfdConsume, eventfdCreate, isOpenFd, memfdCreate, mmapShared, munmap, viewOf, close } from '../protocol/native/libc.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { Command, CAP_SPARSE_MMAP, PciRegion, RegionFlags } from '../protocol/wire.ts';
 
@@ -180,6 +180,19 @@ describe('edu-plus over vfio-user (our client, our server)', () => {
       assert.equal(server.irqs.heldFds, 0);
     } finally {
       close(efd);
+    }
+  });
+
+  it('refuses a non-eventfd as an interrupt fd (a resample memfd used to abort the process)', async () => {
+    const mem = memfdCreate('not-an-eventfd', 4096n);
+    try {
+      for (const action of [0x20, 0x10]) {
+        await rejectsWith(client.setIrqs({ flags: 0x4 | action, index: 0, start: 0, count: 1, fds: [mem] }), Errno.EINVAL);
+      }
+      assert.equal(server.irqs.heldFds, 0);
+      assert.equal(u32(await client.regionRead(PciRegion.BAR0, 0n, 4)), 0x010000ed);
+    } finally {
+      close(mem);
     }
   });
 

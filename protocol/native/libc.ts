@@ -10,6 +10,7 @@
  * while the mapping exists. Callers own a mapping in one place and never keep views past munmap.
  */
 import koffi from 'koffi';
+import { readlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 
 const libc = koffi.load('libc.so.6');
@@ -174,6 +175,19 @@ export function dup(fd: number): number {
   const copy = c.fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (copy < 0) fail('fcntl(F_DUPFD_CLOEXEC)', `fd ${fd}`);
   return copy;
+}
+
+/**
+ * True when fd is an eventfd. Interrupt fds must be: we write counters into them and poll the
+ * resample one, and libuv cannot poll some files at all (koffi then aborts the process, so a
+ * client must never get such an fd into watchFd).
+ */
+export function isEventfd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
 }
 
 /** True when fd is an open descriptor of this process (used by tests to prove fds were closed). */
