@@ -6,6 +6,7 @@ import { UsageError } from './flags.ts';
 import { INSPECT_HELP, inspect } from './inspect.ts';
 import { SERVE_HELP, serve } from './serve.ts';
 import { TRACE_HELP, trace } from './trace.ts';
+import { vm, vmHelp } from './vm.ts';
 
 const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
 
@@ -15,6 +16,8 @@ Commands:
   serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
   inspect   connect to any vfio-user socket and print what the device offers
   trace     watch a running edu-plus server's events, or dump its registers (its trace socket)
+  vm        boot a test VM with edu-plus attached, run the guest tests, exit with the verdict
+            (\`npm run vm -- --kernel bzImage --modules DIR\` for your own kernel)
   help      show this help, or \`help COMMAND\` for a command's options
 
 Tests: \`npm test\` runs the type check, the unit tests and the end-to-end VM test (it
@@ -29,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      console.log(rest[0] === 'serve' ? SERVE_HELP : rest[0] === 'inspect' ? INSPECT_HELP : rest[0] === 'trace' ? TRACE_HELP : HELP);
+      console.log(rest[0] === 'serve' ? SERVE_HELP : rest[0] === 'inspect' ? INSPECT_HELP : rest[0] === 'trace' ? TRACE_HELP : rest[0] === 'vm' ? vmHelp() : HELP);
       return 0;
     case 'serve':
       return serve(rest);
@@ -37,8 +40,10 @@ async function main(argv: string[]): Promise<number> {
       return inspect(rest);
     case 'trace':
       return trace(rest);
+    case 'vm':
+      return vm(rest);
     default:
-      throw new UsageError(`unknown command "${command}"; commands: serve, inspect, trace, help`);
+      throw new UsageError(`unknown command "${command}"; commands: serve, inspect, trace, vm, help`);
   }
 }
 

@@ -193,8 +193,9 @@ async function listFiles(dir: string): Promise<string[]> {
 async function newestMtime(files: string[]): Promise<number> {
   let newest = 0;
   for (const file of files) {
-    const s = await stat(file);
-    if (s.isFile()) newest = Math.max(newest, s.mtimeMs);
+    // A dangling symlink in a headers tree (Debian's linux-libc-dev has some) is no source.
+    const s = await stat(file).catch(() => null);
+    if (s?.isFile()) newest = Math.max(newest, s.mtimeMs);
   }
   return newest;
 }

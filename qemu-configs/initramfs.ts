@@ -25,7 +25,11 @@ export interface InitramfsFile {
 
 export interface InitramfsOptions {
   kernel: GuestKernel;
-  /** Modules to include with their dependencies, e.g. ['vfio-pci', 'vfio_iommu_type1']. */
+  /**
+   * Modules to include with their dependencies, e.g. ['vfio-pci', 'vfio_iommu_type1']. Empty:
+   * no lib/modules at all (kernel.modulesDir is not read), for a kernel with everything built
+   * in or an image appended to another initramfs that carries the modules.
+   */
   modules: string[];
   files: InitramfsFile[];
   /** The text of /init (see defaultInit()). */
@@ -50,7 +54,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsS
   const step = progress('initramfs');
   const [busybox, closure] = await Promise.all([
     provisionBusybox(),
-    resolveModuleClosure(opts.kernel.modulesDir, opts.modules),
+    opts.modules.length === 0 ? { modules: [], builtin: [] } : resolveModuleClosure(opts.kernel.modulesDir, opts.modules),
   ]);
 
   const cpio = new CpioWriter();
@@ -72,14 +76,16 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsS
     if (!cpio.has(applet)) cpio.symlink(applet, '/bin/busybox');
   }
 
-  const moduleRoot = `lib/modules/${opts.kernel.version}`;
-  for (const mod of closure.modules) cpio.file(`${moduleRoot}/${mod.path}`, mod.data, 0o644);
-  cpio.file(`${moduleRoot}/modules.dep`, Buffer.from(modulesDep(closure.modules)));
-  cpio.file(`${moduleRoot}/modules.alias`, Buffer.from(modulesAlias(closure.modules)));
-  try {
-    cpio.file(`${moduleRoot}/modules.builtin`, await readFile(`${opts.kernel.modulesDir}/modules.builtin`));
-  } catch {
-    // Optional: only consulted to tell "built in" from "missing".
+  if (opts.modules.length > 0) {
+    const moduleRoot = `lib/modules/${opts.kernel.version}`;
+    for (const mod of closure.modules) cpio.file(`${moduleRoot}/${mod.path}`, mod.data, 0o644);
+    cpio.file(`${moduleRoot}/modules.dep`, Buffer.from(modulesDep(closure.modules)));
+    cpio.file(`${moduleRoot}/modules.alias`, Buffer.from(modulesAlias(closure.modules)));
+    try {
+      cpio.file(`${moduleRoot}/modules.builtin`, await readFile(`${opts.kernel.modulesDir}/modules.builtin`));
+    } catch {
+      // Optional: only consulted to tell "built in" from "missing".
+    }
   }
 
   const image = await promisify(gzip)(cpio.finish(), { level: 6 });
@@ -88,6 +94,6 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsS
   await writeFile(tmp, image);
   await rename(tmp, opts.output);
   const names = closure.modules.map((m) => m.name);
-  step.done(`${opts.output}: ${(image.length / 1024 / 1024).toFixed(2)} MiB, modules ${names.join(' ')}`);
+  step.done(`${opts.output}: ${(image.length / 1024 / 1024).toFixed(2)} MiB, modules ${names.join(' ') || '(none)'}`);
   return { output: opts.output, bytes: image.length, modules: names };
 }

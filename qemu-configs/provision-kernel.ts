@@ -5,7 +5,9 @@
 // <cache>/kernel/<abi>/root.
 //
 // EDU_PLUS_KERNEL_LINE (default "7.3") picks the newest release of that line ("7" = newest
-// 7.x); EDU_PLUS_KERNEL_FLAVOUR (default "amd64"; "cloud-amd64" is smaller) the flavour.
+// 7.x); EDU_PLUS_KERNEL_FLAVOUR (default "amd64"; "cloud-amd64" is smaller) the flavour. The
+// `flavour` option overrides the variable (the vm command's tests boot the cloud flavour as
+// "a kernel other than the default one").
 
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
@@ -66,9 +68,9 @@ function markerPath(line: string, flavour: string): string {
  * Returns the guest kernel, downloading and unpacking it on first use. A later run reuses it
  * without touching the network; `refresh` re-resolves the newest release of the line.
  */
-export async function provisionKernel(opts: { refresh?: boolean } = {}): Promise<GuestKernel> {
+export async function provisionKernel(opts: { refresh?: boolean; flavour?: string } = {}): Promise<GuestKernel> {
   const line = process.env.EDU_PLUS_KERNEL_LINE || DEFAULT_LINE;
-  const flavour = process.env.EDU_PLUS_KERNEL_FLAVOUR || DEFAULT_FLAVOUR;
+  const flavour = opts.flavour || process.env.EDU_PLUS_KERNEL_FLAVOUR || DEFAULT_FLAVOUR;
   const marker = await readMarker<KernelMarker>(markerPath(line, flavour));
   if (!opts.refresh && marker !== undefined && existsSync(marker.vmlinuz) && existsSync(join(marker.modulesDir, 'modules.builtin'))) {
     return { version: marker.version, vmlinuz: marker.vmlinuz, modulesDir: marker.modulesDir };

@@ -1,0 +1,176 @@
+/**
+ * The verdict of a `vm` run, from the guest console: /init brackets each test program with
+ * marker lines (begin, and end with the program's exit status), the KTAP between them is that
+ * program's, and the VM-level facts (timeout, kernel panic, /init never reached) come from
+ * the run. Pure functions, so the exit-code rules are unit-tested without a VM.
+ */
+import { type KtapResult, parseKtap } from '../qemu-configs/ktap.ts';
+
+export const TEST_BEGIN = 'EDU_PLUS_VM_BEGIN';
+export const TEST_END = 'EDU_PLUS_VM_END';
+
+/** Exit codes of `vm` (also stated in its --help). */
+export const EXIT_PASS = 0;
+export const EXIT_FAIL = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_ALL_SKIPPED = 4;
+
+/** The /init line that runs one guest test program between its markers. */
+export function testCommand(name: string): string {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`guest test name ${JSON.stringify(name)} is not a plain file name`);
+  return `echo "${TEST_BEGIN} ${name}"; /tests/${name}; echo "${TEST_END} ${name} $?"`;
+}
+
+export interface ProgramResult {
+  name: string;
+  passed: number;
+  failed: number;
+  skipped: number;
+  /** Planned cases that never reported. */
+  missing: number;
+  /** Exit status the program returned (undefined: it never finished). */
+  exitStatus?: number;
+  failures: KtapResult[];
+  skips: KtapResult[];
+  /** Why the program counts as failed beyond its `not ok` lines (did not run, crashed, ...). */
+  problems: string[];
+}
+
+export interface Verdict {
+  programs: ProgramResult[];
+  /** VM-level problems: timeout, kernel panic, no /init, no done sentinel. */
+  problems: string[];
+  passed: number;
+  failed: number;
+  skipped: number;
+  exitCode: typeof EXIT_PASS | typeof EXIT_FAIL | typeof EXIT_ALL_SKIPPED;
+}
+
+export interface RunFacts {
+  /** The guest console, line by line. */
+  lines: readonly string[];
+  /** The programs /init was asked to run, in order. */
+  tests: readonly string[];
+  timedOut: boolean;
+  timeoutSeconds?: number;
+  /** The /init sentinel appeared. */
+  initSeen: boolean;
+  /** The done sentinel appeared (every program ran). */
+  doneSeen: boolean;
+}
+
+const PANIC = /Kernel panic - not syncing|BUG: kernel NULL pointer|Oops: |general protection fault/;
+
+function describeStatus(status: number): string {
+  return status > 128 ? `exited with status ${status} (killed by signal ${status - 128})` : `exited with status ${status}`;
+}
+
+/** Splits the console by the program markers and judges each program and the run. */
+export function judge(facts: RunFacts): Verdict {
+  const segments = new Map<string, { lines: string[]; status?: number }>();
+  let current: { lines: string[]; status?: number } | undefined;
+  for (const line of facts.lines) {
+    const begin = new RegExp(`${TEST_BEGIN} (\\S+)`).exec(line);
+    if (begin !== null) {
+      current = { lines: [] };
+      segments.set(begin[1]!, current);
+      continue;
+    }
+    const end = new RegExp(`${TEST_END} (\\S+) (\\d+)`).exec(line);
+    if (end !== null) {
+      const seg = segments.get(end[1]!);
+      if (seg !== undefined) seg.status = Number(end[2]);
+      current = undefined;
+      continue;
+    }
+    current?.lines.push(line);
+  }
+
+  const programs = facts.tests.map((name): ProgramResult => {
+    const seg = segments.get(name);
+    const result: ProgramResult = { name, passed: 0, failed: 0, skipped: 0, missing: 0, failures: [], skips: [], problems: [] };
+    if (seg === undefined) {
+      result.problems.push('did not run (the guest stopped before it)');
+      return result;
+    }
+    result.exitStatus = seg.status;
+    const report = parseKtap(seg.lines);
+    const top = report.results.filter((r) => r.indent === 0);
+    result.skips = top.filter((r) => r.skip);
+    result.failures = top.filter((r) => !r.ok && !r.skip);
+    result.skipped = result.skips.length;
+    result.failed = result.failures.length;
+    result.passed = top.length - result.skipped - result.failed;
+    if (report.plan === undefined) {
+      result.problems.push('printed no KTAP plan (1..N)');
+    } else if (report.plan > top.length) {
+      result.missing = report.plan - top.length;
+      result.problems.push(`${result.missing} of ${report.plan} planned results missing`);
+    }
+    if (seg.status === undefined) result.problems.push('did not finish (the guest stopped while it ran)');
+    else if (seg.status !== 0 && result.failed === 0 && result.missing === 0) result.problems.push(describeStatus(seg.status));
+    return result;
+  });
+
+  const problems: string[] = [];
+  if (facts.timedOut) problems.push(`timed out after ${facts.timeoutSeconds ?? '?'} s (raise --timeout, or see --verbose)`);
+  const panic = facts.lines.find((l) => PANIC.test(l));
+  if (panic !== undefined) problems.push(`the guest kernel crashed: ${panic.trim()}`);
+  if (!facts.initSeen && facts.timedOut) problems.push('the guest had not reached /init yet (run with --verbose to see its console)');
+  else if (!facts.initSeen) problems.push('the guest never reached /init (the kernel did not boot: run with --verbose to see its console)');
+  else if (!facts.doneSeen && !facts.timedOut) problems.push('/init did not finish its commands');
+
+  const passed = programs.reduce((n, p) => n + p.passed, 0);
+  const failed = programs.reduce((n, p) => n + p.failed, 0);
+  const skipped = programs.reduce((n, p) => n + p.skipped, 0);
+  const anyProblem = problems.length > 0 || programs.some((p) => p.problems.length > 0);
+  let exitCode: Verdict['exitCode'];
+  if (anyProblem || failed > 0) exitCode = EXIT_FAIL;
+  else if (passed > 0) exitCode = EXIT_PASS;
+  else if (skipped > 0) exitCode = EXIT_ALL_SKIPPED;
+  else {
+    problems.push('no test reported any result');
+    exitCode = EXIT_FAIL;
+  }
+  return { programs, problems, passed, failed, skipped, exitCode };
+}
+
+function caseLine(r: KtapResult): string {
+  return `${r.ok ? 'ok' : 'not ok'} ${r.number} ${r.name}${r.directive !== undefined ? ` # ${r.directive}` : ''}`;
+}
+
+/**
+ * Skips grouped by reason, one line each ("SKIP x40 needs open_device"); the cases are named
+ * when a reason covers only a few, so a stock kernel's long list of "needs a patched kernel"
+ * stays one line.
+ */
+function skipLines(skips: readonly KtapResult[]): string[] {
+  const byReason = new Map<string, KtapResult[]>();
+  for (const s of skips) {
+    const reason = (s.directive ?? '').replace(/^skip\b\s*/i, '') || '(no reason given)';
+    byReason.set(reason, [...(byReason.get(reason) ?? []), s]);
+  }
+  return [...byReason].map(([reason, cases]) => {
+    const names = cases.length <= 3 ? `: ${cases.map((c) => c.name).join(', ')}` : '';
+    return `SKIP x${cases.length} ${reason}${names}`;
+  });
+}
+
+/** The summary block printed after the run. */
+export function formatVerdict(v: Verdict): string[] {
+  const width = Math.max(4, ...v.programs.map((p) => p.name.length));
+  const out = ['', '== summary =='];
+  for (const p of v.programs) {
+    const bad = p.failed > 0 || p.problems.length > 0;
+    const tag = bad ? 'FAIL' : p.passed > 0 ? 'PASS' : p.skipped > 0 ? 'SKIP' : 'FAIL';
+    out.push(`${tag}  ${p.name.padEnd(width)}  ${p.passed} passed, ${p.failed} failed, ${p.skipped} skipped`);
+    for (const f of p.failures) out.push(`        ${caseLine(f)}`);
+    for (const line of skipLines(p.skips)) out.push(`        ${line}`);
+    for (const problem of p.problems) out.push(`        ${problem}`);
+  }
+  for (const problem of v.problems) out.push(`FAIL  ${problem}`);
+  const word = v.exitCode === EXIT_PASS ? 'PASS' : v.exitCode === EXIT_ALL_SKIPPED ? 'ALL SKIPPED' : 'FAIL';
+  out.push(`verdict: ${word} (exit ${v.exitCode}): ${v.passed} passed, ${v.failed} failed, ${v.skipped} skipped` +
+    ` in ${v.programs.length} test program${v.programs.length === 1 ? '' : 's'}`);
+  return out;
+}

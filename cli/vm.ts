@@ -1,0 +1,475 @@
+/**
+ * `edu-plus vm` (`npm run vm`): one command from a kernel to a verdict. Provisions QEMU and
+ * (by default) the Debian 7.3 guest kernel, builds the guest tests and an initramfs that runs
+ * them, serves edu-plus in this process on a socket in a temporary directory, boots the VM
+ * against it, streams the tests' KTAP, and exits with the verdict (0 pass, 1 fail, 4 all skipped).
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createEduPlus } from '../device/edu-plus.ts';
+import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
+import { createLogger } from '../protocol/log.ts';
+import { VfioUserServer } from '../protocol/server.ts';
+import { cacheDir, progress } from '../qemu-configs/cache.ts';
+import { KernelInputError, concatInitramfs, customKernel, findHeadersInclude } from '../qemu-configs/custom-kernel.ts';
+import { defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
+import { buildInitramfs } from '../qemu-configs/initramfs.ts';
+import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
+import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
+import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
+import { runVm } from '../qemu-configs/run-vm.ts';
+import { formatEvent } from '../trace/format.ts';
+import { UsageError, parseFlags } from './flags.ts';
+import { defaultSocketPath } from './serve.ts';
+import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
+
+const DEFAULT_TIMEOUT_S = 300;
+const DEFAULT_MEMORY_MIB = 1024;
+
+/** Guest test programs in guest-tests/ (a .c file with main), for the help text. */
+function guestTestNames(): string[] {
+  try {
+    return readdirSync(GUEST_TESTS_DIR)
+      .filter((f) => f.endsWith('.c') && /^\s*int\s+main\s*\(/m.test(readFileSync(join(GUEST_TESTS_DIR, f), 'utf8')))
+      .map((f) => f.slice(0, -2))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+export function vmHelp(): string {
+  return `Usage: npm run vm -- [options]      (or: tsx cli/main.ts vm [options])
+
+Boots a test VM with an edu-plus device attached (served by this process over vfio-user),
+runs the guest tests in it, prints their KTAP as it arrives and a summary, and exits with the
+verdict. QEMU (>= 10.1), the default guest kernel (Debian's 7.3 from trixie-backports) and
+busybox are provisioned on first use (EDU_PLUS_CACHE moves the cache) into
+${cacheDir()}; the guest tests are compiled with the host's gcc. TCG unless real KVM is
+usable: a run takes about 10 s plus the tests.
+
+Your kernel:
+  --kernel FILE        boot this kernel image (arch/x86/boot/bzImage of your build) instead of
+                       the provisioned one. Needs --modules or --initrd for its modules.
+  --modules DIR        the modules of that kernel: DIR as given to \`make modules_install
+                       INSTALL_MOD_PATH=DIR\`, i.e. DIR/lib/modules/<release>/ (DIR/usr/lib/modules,
+                       a lib/modules directory or the release directory itself also work). The
+                       release must be the image's. vfio-pci, vfio_iommu_type1 (virtio_iommu with
+                       --iommu virtio) and their dependencies go into the initramfs (.ko, .ko.xz,
+                       .ko.zst, .ko.gz; decompressed). \`--modules none\`: they are built in (=y).
+  --initrd FILE        an initramfs of yours, loaded first: QEMU gets FILE followed by our archive
+                       (the kernel unpacks both into one rootfs; where names clash ours wins). Ours
+                       brings /init, busybox and the tests, so your /init does not run; yours can
+                       bring the modules (lib/modules/<release>/ with modules.dep, loaded with
+                       busybox modprobe) when --modules is not given.
+  --headers DIR        build the guest tests against your kernel's UAPI: DIR as given to
+                       \`make headers_install INSTALL_HDR_PATH=DIR\` (DIR/include/linux/vfio.h).
+                       Default: Debian's 7.3 UAPI headers (provisioned). Binaries are cached per DIR.
+
+What to run:
+  --tests LIST         test programs to run, comma-separated, in that order. Default: all, i.e.
+                       every program guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
+  --shell              no tests: an interactive shell in the guest on this terminal, with the
+                       tests in /tests (on PATH) and the device bound to vfio-pci. Leave with
+                       \`poweroff -f\`, or Ctrl-A X (QEMU's escape) to kill the VM. No timeout.
+  --iommu KIND         the guest's vIOMMU: intel (default; intel-iommu with interrupt remapping)
+                       or virtio (virtio-iommu-pci; loads virtio_iommu).
+  --memory MIB         guest RAM in MiB (default ${DEFAULT_MEMORY_MIB}).
+  --shared-memory      guest RAM is a shared memfd, so DMA reaches the device directly (default).
+  --no-shared-memory   plain guest RAM: DMA travels as DMA_READ/DMA_WRITE messages.
+  --timeout SECONDS    stop the VM after this long; counts as a failure (default ${DEFAULT_TIMEOUT_S}).
+  --socket-path PATH   where the device listens (default: a new temporary directory; with
+                       --print-cmdline: ${defaultSocketPath()}, where \`npm start\` listens).
+
+Output:
+  --trace              stream the device's trace (accesses, interrupts, DMA, resets) to stderr.
+  --verbose            every guest console line (not only the tests'), QEMU's command line and
+                       the device's log (on stderr).
+  --print-cmdline      provision and build everything, print the QEMU command line
+                       (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
+                       booting. To run it yourself, start the device first:
+                       npm start -- --socket-path PATH (the path in the command line).
+  -h, --help           show this help.
+
+Progress goes to stderr; the tests' KTAP and the summary (passed / failed / skipped per test
+program) to stdout.
+
+Exit code:
+  0  all pass: every test program ran to its end, nothing failed, at least one case passed
+     (skips are allowed only if something passed);
+  1  any failure: a \`not ok\`, a missing result, a test program that crashed or never ran, a
+     guest kernel panic or oops, a timeout, or a VM that did not boot;
+  2  wrong usage: an unknown option or value, a missing kernel, modules, initrd or headers, or
+     modules of another release than the kernel (the message says what to pass);
+  4  everything skipped: no case passed and none failed.
+With --shell: 0 when the VM powered off normally.`;
+}
+
+const FLAGS = {
+  kernel: 'string',
+  modules: 'string',
+  initrd: 'string',
+  headers: 'string',
+  tests: 'string',
+  shell: 'boolean',
+  iommu: 'string',
+  trace: 'boolean',
+  'print-cmdline': 'boolean',
+  verbose: 'boolean',
+  timeout: 'string',
+  memory: 'string',
+  'shared-memory': 'boolean',
+  'no-shared-memory': 'boolean',
+  'socket-path': 'string',
+  help: 'boolean',
+} as const;
+
+export interface VmOptions {
+  kernel?: string;
+  /** A modules tree, 'none', or undefined. */
+  modules?: string;
+  initrd?: string;
+  headers?: string;
+  tests?: string[];
+  shell: boolean;
+  iommu: 'intel' | 'virtio';
+  trace: boolean;
+  printCmdline: boolean;
+  verbose: boolean;
+  timeoutSeconds: number;
+  memoryMiB: number;
+  sharedMemory: boolean;
+  socketPath?: string;
+  help: boolean;
+}
+
+/** Parses and checks `vm`'s flags; every mistake is a UsageError (exit 2) that says what to do. */
+export function parseVmFlags(argv: string[]): VmOptions {
+  const f = parseFlags(argv, FLAGS);
+  if (f._.length > 0) throw new UsageError(`vm takes no arguments, only options (got "${f._.join(' ')}"); see vm --help`);
+  const iommu = f.iommu ?? 'intel';
+  if (iommu !== 'intel' && iommu !== 'virtio') throw new UsageError(`--iommu must be intel or virtio (got "${iommu}")`);
+  if (f['shared-memory'] && f['no-shared-memory']) throw new UsageError('--shared-memory and --no-shared-memory contradict each other; give one');
+  const timeoutSeconds = f.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(f.timeout);
+  if (!/^\d+$/.test(f.timeout ?? '1') || timeoutSeconds < 1 || timeoutSeconds > 86_400) {
+    throw new UsageError(`--timeout takes whole seconds from 1 to 86400 (got "${f.timeout}")`);
+  }
+  if (f.shell && f.timeout !== undefined) throw new UsageError('--shell has no timeout (you leave with poweroff -f or Ctrl-A X); drop --timeout');
+  const memoryMiB = f.memory === undefined ? DEFAULT_MEMORY_MIB : Number(f.memory);
+  if (!/^\d+$/.test(f.memory ?? '1') || memoryMiB < 128 || memoryMiB > 65_536) {
+    throw new UsageError(`--memory takes MiB, a whole number from 128 to 65536 (got "${f.memory}")`);
+  }
+  let tests: string[] | undefined;
+  if (f.tests !== undefined) {
+    tests = [...new Set(f.tests.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
+    if (tests.length === 0) throw new UsageError('--tests needs at least one test name, e.g. --tests edu_plus_basic,edu_functions');
+  }
+  if (f.modules !== undefined && f.kernel === undefined) {
+    throw new UsageError('--modules belongs to --kernel: give the kernel image those modules were built with (--kernel arch/x86/boot/bzImage)');
+  }
+  if (f.kernel !== undefined && f.modules === undefined && f.initrd === undefined) {
+    throw new UsageError('--kernel needs its modules: --modules DIR (DIR as given to make modules_install INSTALL_MOD_PATH=DIR), ' +
+      '--initrd FILE (an initramfs that holds them), or --modules none if vfio, vfio_iommu_type1 and vfio-pci are built in');
+  }
+  return {
+    kernel: f.kernel,
+    modules: f.modules,
+    initrd: f.initrd,
+    headers: f.headers,
+    tests,
+    shell: f.shell === true,
+    iommu,
+    trace: f.trace === true,
+    printCmdline: f['print-cmdline'] === true,
+    verbose: f.verbose === true,
+    timeoutSeconds,
+    memoryMiB,
+    sharedMemory: f['no-shared-memory'] !== true,
+    socketPath: f['socket-path'],
+    help: f.help === true,
+  };
+}
+
+/** The shell command line for QEMU, with the environment it needs (the prefix's module dir). */
+export function qemuCommandLine(qemu: QemuInstall, args: string[]): string {
+  const cmd = qemu.command(args);
+  const env = Object.entries(cmd.env)
+    .filter(([k, v]) => v !== undefined && process.env[k] !== v)
+    .map(([k, v]) => `${k}=${shellQuote([v!])}`);
+  return [...env, shellQuote([cmd.file, ...cmd.args])].join(' ');
+}
+
+/** /init's first command: which kernel really booted (shown in the progress output). */
+const KERNEL_MARKER = 'EDU_PLUS_VM_KERNEL';
+const KERNEL_REPORT = `echo "${KERNEL_MARKER} $(uname -r)"`;
+
+/** Guest-side lines worth showing outside a test program even without --verbose. */
+const NOTABLE = /edu-plus init:|Kernel panic|BUG:|Oops|general protection fault|Call Trace/;
+
+interface Prepared {
+  qemu: QemuInstall;
+  kernel: GuestKernel;
+  tests: string[];
+  initrd: string;
+}
+
+/** Provisions QEMU and the kernel, builds the tests and the initramfs. */
+async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Promise<Prepared> {
+  // Cheap checks on the user's files first, so a typo fails in milliseconds (exit 2).
+  let custom: Awaited<ReturnType<typeof customKernel>> | undefined;
+  let includeDir: string | undefined;
+  try {
+    if (opts.kernel !== undefined) {
+      custom = await customKernel({ image: opts.kernel, modules: opts.modules === 'none' ? undefined : opts.modules });
+    }
+    if (opts.headers !== undefined) includeDir = findHeadersInclude(opts.headers);
+    if (opts.initrd !== undefined) await concatInitramfs(opts.initrd, Buffer.alloc(0));
+  } catch (err) {
+    if (err instanceof KernelInputError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (custom !== undefined) {
+    const k = custom.kernel;
+    step.info(`kernel ${k.vmlinuz} (release ${custom.imageRelease ?? 'unreadable from the image'})` +
+      (custom.hasModules ? `, modules ${k.modulesDir}` : opts.initrd !== undefined ? ', modules from --initrd' : ', modules built in'));
+  }
+
+  const testsDir = includeDir === undefined
+    ? undefined
+    : join(cacheDir(), 'guest-tests-headers', createHash('sha256').update(includeDir).digest('hex').slice(0, 16));
+  if (includeDir !== undefined) step.info(`building the guest tests against ${includeDir} into ${testsDir}`);
+  const builtPromise = buildGuestTests({ includeDir, outDir: testsDir });
+  builtPromise.catch(() => undefined);
+  // Sequential: the two provisioning steps share the private apt state on a cold cache.
+  const qemu = await provisionQemu();
+  step.info(`QEMU ${qemu.version} (${qemu.source === 'cache' ? `provisioned, ${qemu.prefix}` : qemu.source})`);
+  const kernel = custom?.kernel ?? (await provisionKernel());
+  if (custom === undefined) step.info(`kernel ${kernel.version} (provisioned, ${kernel.vmlinuz})`);
+  const built = await builtPromise;
+
+  const available = built.binaries.map((b) => b.name);
+  const tests = opts.tests ?? available;
+  const unknown = tests.filter((t) => !available.includes(t));
+  if (unknown.length > 0) throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${available.join(', ')}`);
+  if (tests.length === 0) throw new Error('guest-tests/ built no test programs');
+  step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
+
+  const withModules = custom === undefined || custom.hasModules;
+  const modules = guestModules(opts.iommu);
+  const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
+  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand)];
+  const key = createHash('sha256')
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests]))
+    .digest('hex')
+    .slice(0, 12);
+  const dir = join(cacheDir(), 'images', 'vm');
+  const ours = join(dir, `${kernel.version}-${key}.cpio.gz`);
+  await buildInitramfs({
+    kernel,
+    modules: withModules ? modules : [],
+    files: tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })),
+    init: defaultInit({ modules: loadModules, commands }),
+    output: ours,
+  });
+  let initrd = ours;
+  if (opts.initrd !== undefined) {
+    initrd = join(dir, `${kernel.version}-${key}-with-initrd.cpio`);
+    const combined = await concatInitramfs(resolve(opts.initrd), readFileSync(ours));
+    await mkdir(dir, { recursive: true });
+    await writeFile(`${initrd}.tmp-${process.pid}`, combined);
+    await rename(`${initrd}.tmp-${process.pid}`, initrd);
+    step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
+  }
+  return { qemu, kernel, tests, initrd };
+}
+
+/** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
+function shellCommands(tests: string[]): string[] {
+  return [
+    KERNEL_REPORT,
+    'export PATH=$PATH:/tests HOME=/root PS1="edu-plus-guest:\\w# "',
+    'echo "1234 11e8" > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null',
+    `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}"`,
+    'echo "edu-plus vm: the device is $(grep -l 0x11e8 /sys/bus/pci/devices/*/device | xargs -n1 dirname | xargs -n1 basename), bound to vfio-pci"',
+    'echo "edu-plus vm: leave with: poweroff -f   (or Ctrl-A X to kill the VM)"',
+    'cd /root && setsid cttyhack sh',
+  ];
+}
+
+export async function vm(argv: string[]): Promise<number> {
+  const opts = parseVmFlags(argv);
+  if (opts.help) {
+    console.log(vmHelp());
+    return 0;
+  }
+  const step = progress('vm');
+  const prepared = await prepare(opts, step);
+  const { qemu, kernel, tests, initrd } = prepared;
+
+  const tempDir = opts.socketPath === undefined && !opts.printCmdline ? mkdtempSync(join(tmpdir(), 'edu-plus-vm-')) : undefined;
+  const socketPath = opts.socketPath !== undefined ? resolve(opts.socketPath) : tempDir !== undefined ? join(tempDir, 'edu-plus.sock') : defaultSocketPath();
+  const args = qemuArgs({
+    kernel: kernel.vmlinuz,
+    initrd,
+    socketPath,
+    memoryMiB: opts.memoryMiB,
+    sharedMemory: opts.sharedMemory,
+    iommu: opts.iommu,
+  });
+  if (opts.shell) {
+    // mon:stdio multiplexes QEMU's monitor onto the terminal: Ctrl-A X quits, Ctrl-A C the monitor.
+    const serial = args.indexOf('-serial');
+    args[serial + 1] = 'mon:stdio';
+  }
+  const cmdline = qemuCommandLine(qemu, args);
+  if (opts.printCmdline) {
+    console.log(cmdline);
+    step.info(`this command line expects the device on ${socketPath}: start it first with npm start -- --socket-path ${socketPath}`);
+    return 0;
+  }
+  if (opts.verbose) process.stderr.write(`[edu-plus] vm: QEMU command line:\n${cmdline}\n`);
+
+  const serverLog: string[] = [];
+  const eol = opts.shell && process.stderr.isTTY ? '\r\n' : '\n';
+  let server: VfioUserServer;
+  try {
+    server = VfioUserServer.listen({
+      socketPath,
+      device: createEduPlus(),
+      log: createLogger({
+        level: opts.verbose ? 'info' : 'warn',
+        write: (line) => {
+          serverLog.push(line);
+          if (opts.verbose) process.stderr.write(`device: ${line}${eol}`);
+        },
+      }),
+    });
+  } catch (err) {
+    if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+    throw err;
+  }
+  let unsubscribe: (() => void) | undefined;
+  if (opts.trace) {
+    let start: bigint | null = null;
+    unsubscribe = server.trace.subscribe((e) => {
+      start ??= e.timeNs;
+      process.stderr.write(`trace ${formatEvent(e, start)}${eol}`);
+    });
+  }
+  try {
+    if (opts.shell) return await runShell(qemu, args, tests, step);
+    return await runTests(opts, qemu, args, tests, step, serverLog);
+  } finally {
+    unsubscribe?.();
+    if (server.hasClient) await Promise.race([server.clientGone(), new Promise((r) => setTimeout(r, 2000))]);
+    server.close();
+    if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+  }
+}
+
+async function runTests(
+  opts: VmOptions,
+  qemu: QemuInstall,
+  args: string[],
+  tests: string[],
+  step: ReturnType<typeof progress>,
+  serverLog: string[],
+): Promise<number> {
+  step.info(`booting (${kvmUsable() ? 'KVM' : 'TCG'}, ${opts.memoryMiB} MiB, ${opts.iommu}-iommu, ` +
+    `${opts.sharedMemory ? 'shared' : 'private'} guest RAM; timeout ${opts.timeoutSeconds} s)`);
+  let inTest = false;
+  let interrupted = false;
+  const onSigint = (): void => {
+    // QEMU, in our process group, gets the same SIGINT and exits; runVm then returns.
+    interrupted = true;
+  };
+  process.on('SIGINT', onSigint);
+  let run;
+  try {
+    run = await runVm({
+      qemu,
+      args,
+      timeoutMs: opts.timeoutSeconds * 1000,
+      onLine: (line) => {
+        const begin = line.includes(TEST_BEGIN);
+        const end = line.includes(TEST_END);
+        if (opts.verbose) {
+          console.log(line);
+        } else if (begin) {
+          console.log(`# ---- ${line.slice(line.indexOf(TEST_BEGIN) + TEST_BEGIN.length).trim()} ----`);
+        } else if (end) {
+          const status = /(\d+)\s*$/.exec(line)?.[1];
+          if (status !== undefined && status !== '0') console.log(`# (exit status ${status})`);
+        } else if (inTest || NOTABLE.test(line)) {
+          console.log(line);
+        }
+        if (begin) inTest = true;
+        if (end) inTest = false;
+        const release = new RegExp(`${KERNEL_MARKER} (\\S+)`).exec(line)?.[1];
+        if (release !== undefined) step.info(`guest /init started on kernel ${release}; running ${tests.join(', ')}`);
+      },
+      // QEMU's warnings (e.g. "Could not enable error recovery", normal for vfio-user) are
+      // shown live with --verbose, else only when the run failed.
+      onStderrLine: (line) => {
+        if (opts.verbose) process.stderr.write(`qemu: ${line}\n`);
+      },
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  const verdict = judge({
+    lines: run.lines,
+    tests,
+    timedOut: run.timedOut,
+    timeoutSeconds: opts.timeoutSeconds,
+    initSeen: run.initMs !== undefined,
+    doneSeen: run.doneMs !== undefined,
+  });
+  if (interrupted) {
+    verdict.problems.push('interrupted (Ctrl-C)');
+    verdict.exitCode = EXIT_FAIL;
+  }
+  if (verdict.exitCode !== EXIT_PASS && !opts.verbose) {
+    if (run.initMs === undefined || run.timedOut || verdict.problems.length > 0) {
+      process.stderr.write('[edu-plus] vm: the last guest console lines:\n');
+      for (const line of run.lines.slice(-30)) process.stderr.write(`  | ${line}\n`);
+    }
+    if (run.stderrLines.length > 0) {
+      process.stderr.write('[edu-plus] vm: QEMU\'s stderr:\n');
+      for (const line of run.stderrLines.slice(-20)) process.stderr.write(`  | ${line}\n`);
+    }
+    const warnings = serverLog.slice(-20);
+    if (warnings.length > 0) {
+      process.stderr.write('[edu-plus] vm: the device\'s warnings:\n');
+      for (const line of warnings) process.stderr.write(`  | ${line}\n`);
+    }
+  }
+  step.done(`QEMU exited (${run.signal ?? `status ${run.exitCode}`}) after ${(run.durationMs / 1000).toFixed(1)} s; ` +
+    `/init at ${run.initMs === undefined ? '-' : `${(run.initMs / 1000).toFixed(1)} s`}`);
+  for (const line of formatVerdict(verdict)) console.log(line);
+  return verdict.exitCode;
+}
+
+/** QEMU on the user's terminal (-serial mon:stdio), no timeout, until the guest powers off. */
+async function runShell(qemu: QemuInstall, args: string[], tests: string[], step: ReturnType<typeof progress>): Promise<number> {
+  step.info(`booting an interactive guest: tests in /tests (on PATH): ${tests.join(', ')}`);
+  step.info('leave with `poweroff -f` in the guest, or Ctrl-A X to kill the VM');
+  const cmd = qemu.command(args);
+  const onSigint = (): void => undefined; // the terminal is QEMU's; Ctrl-C belongs to the guest
+  process.on('SIGINT', onSigint);
+  try {
+    const code = await new Promise<number | null>((resolvePromise, reject) => {
+      const child = spawn(cmd.file, cmd.args, { env: cmd.env, stdio: 'inherit' });
+      child.on('error', (err) => reject(new Error(`could not start QEMU (${cmd.file}): ${err.message}`)));
+      child.on('close', (c) => resolvePromise(c));
+    });
+    step.done(`QEMU exited with status ${code}`);
+    return code === 0 ? EXIT_PASS : EXIT_FAIL;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
