@@ -7,7 +7,7 @@
 import { encodeDmaTransfer, decodeDmaTransfer } from './codec.ts';
 import { type DmaAccess, DmaFault } from './served-device.ts';
 import type { DmaMapTable, DmaSegment } from './dma.ts';
-import { viewOf } from './native/libc.ts';
+import { fstat, viewOf } from './native/libc.ts';
 import type { PeerRequests } from './peer-requests.ts';
 import { Command } from './wire.ts';
 
@@ -44,10 +44,18 @@ export class ServerDma implements DmaAccess {
     return found.pieces;
   }
 
-  /** The piece's bytes in our mapping; used synchronously, never kept across an await. */
+  /**
+   * The piece's bytes in our mapping; used synchronously, never kept across an await. A client
+   * that shrank the file since mapping it would make the copy fault (SIGBUS, fatal to the
+   * server), so the file's size is checked first.
+   */
   private direct(p: DmaSegment): Uint8Array {
     const file = p.region.file!;
-    return new Uint8Array(viewOf(file.addr + p.region.fileOffset + (p.address - p.region.address), Number(p.length)));
+    const start = p.region.fileOffset + (p.address - p.region.address);
+    if (fstat(file.fd).size < start + p.length) {
+      throw new DmaFault(p.address, Number(p.length), 'the client shrank the file backing this DMA mapping');
+    }
+    return new Uint8Array(viewOf(file.addr + start, Number(p.length)));
   }
 
   async read(address: bigint, length: number): Promise<Uint8Array> {

@@ -35,7 +35,7 @@ describe('DmaMapTable', () => {
     assert.equal(table.count, 16);
     assert.equal(table.mappedFiles, 1);
     assert.equal(mappingsOf('dma-test-ram'), 1);
-    assert.equal(openFdsOf('dma-test-ram'), 1, 'the table keeps no fd of its own, only the mapping');
+    assert.equal(openFdsOf('dma-test-ram'), 2, 'the table keeps one fd per mapped file (ours is the other)');
     // A transfer crossing page boundaries spans adjacent mappings, piece by piece.
     const found = table.segments(0x10000n + 5n * PAGE + 8n, 2n * PAGE);
     assert.ok('pieces' in found);
@@ -45,6 +45,7 @@ describe('DmaMapTable', () => {
     assert.equal(mappingsOf('dma-test-ram'), 1);
     assert.equal(table.remove(unmap(0x10000n, 16n * PAGE)), 8);
     assert.equal(mappingsOf('dma-test-ram'), 0);
+    assert.equal(openFdsOf('dma-test-ram'), 1, 'the last unmap closes the kept fd');
     close(mem);
   });
 

@@ -14,11 +14,13 @@ import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';
 const U64_MAX = (1n << 64n) - 1n;
 
 /** One mmapped backing file, shared by all mappings into it. */
-interface MappedFile {
+export interface MappedFile {
   readonly key: string;
   readonly addr: bigint;
   readonly size: bigint;
   readonly writable: boolean;
+  /** Kept open so a transfer can check the client has not shrunk the file under us. */
+  readonly fd: number;
   refs: number;
 }
 
@@ -103,7 +105,8 @@ export class DmaMapTable {
       this.regions.splice(at, 0, region);
       return region;
     } finally {
-      if (fd !== undefined) closeQuietly([fd]);
+      // The first fd of a newly mapped file is kept by it; every other one is closed here.
+      if (fd !== undefined && ![...this.files.values()].some((f) => f.fd === fd)) closeQuietly([fd]);
     }
   }
 
@@ -129,7 +132,7 @@ export class DmaMapTable {
       addr = mmapShared(fd, st.size, 0n, PROT_READ);
       writable = false;
     }
-    const file: MappedFile = { key, addr, size: st.size, writable, refs: 1 };
+    const file: MappedFile = { key, addr, size: st.size, writable, fd, refs: 1 };
     this.files.set(key, file);
     return file;
   }
@@ -181,6 +184,7 @@ export class DmaMapTable {
     if (--file.refs === 0) {
       this.files.delete(file.key);
       munmap(file.addr, file.size);
+      closeQuietly([file.fd]);
     }
   }
 

@@ -2,7 +2,7 @@
  * Server-issued DMA (both paths) and migration, driven by our client against our server.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { ftruncateSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -55,6 +55,9 @@ describe('server-issued DMA', () => {
     await server.dmaAccess.write(0x80000010n, Uint8Array.of(9, 8, 7));
     assert.deepEqual([...mine.subarray(0x2010, 0x2013)], [9, 8, 7]);
     assert.equal(client.dmaServed.reads + client.dmaServed.writes, 0);
+    // A client that shrinks the file under a mapping gets a refusal, not a server killed by SIGBUS.
+    ftruncateSync(fd, 0x1000);
+    await assert.rejects(server.dmaAccess.read(0x80001000n, 4), /shrank the file/);
     client.close();
     await server.clientGone();
     munmap(addr, 0x10000n);
