@@ -10,7 +10,7 @@ import { createEduPlus, type EduPlus } from '../device/edu-plus.ts';
 import { VfioUserClient } from '../protocol/client.ts';
 import { DmaFault } from '../protocol/served-device.ts';
 import { Errno, VfioUserError } from '../protocol/errors.ts';
-import { createLogger, silentLogger } from '../protocol/log.ts';
+import { silentLogger } from '../protocol/log.ts';
 import { close, memfdCreate, mmapShared, munmap, viewOf } from '../protocol/native/libc.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { MigState, MigrationFlags, PciRegion } from '../protocol/wire.ts';
@@ -18,7 +18,7 @@ import { MigState, MigrationFlags, PciRegion } from '../protocol/wire.ts';
 const dir = mkdtempSync(join(tmpdir(), 'edu-plus-dma-'));
 let n = 0;
 async function connected(): Promise<{ server: VfioUserServer; client: VfioUserClient }> {
-  const server = VfioUserServer.listen({ socketPath: join(dir, `s${n++}.sock`), device: createEduPlus(), log: process.env.DEBUG_TEST ? createLogger({ level: 'debug' }) : silentLogger });
+  const server = VfioUserServer.listen({ socketPath: join(dir, `s${n++}.sock`), device: createEduPlus(), log: silentLogger });
   const client = VfioUserClient.connect(server.socketPath);
   // A small max_data_xfer_size makes the message path split transfers into several messages.
   await client.version(JSON.stringify({ capabilities: { max_msg_fds: 8, max_data_xfer_size: 4096 } }));
