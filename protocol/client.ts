@@ -41,7 +41,7 @@ import { WireWriter } from './writer.ts';
 import { type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader, isError, isReply } from './header.ts';
 import { MessageWriter } from './message-writer.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, dup, waitFd, watchFd } from './native/libc.ts';
+import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, dup, setReceiveTimeout, waitFd, watchFd } from './native/libc.ts';
 import {
   Command,
   DEVICE_INFO_SIZE,
@@ -86,6 +86,7 @@ export class VfioUserClient {
   /** Replies collected for requestSync, by id. */
   private readonly syncReplies = new Map<number, Reply>();
   private syncWaiting = -1;
+  private receiveTimeoutMs = 0;
   /** Memory mapped for DMA without an fd: the server reaches it with DMA_READ/WRITE. */
   private readonly dmaMemory: { address: bigint; bytes: Uint8Array }[] = [];
   /** Server-issued DMA requests answered, for tests. */
@@ -178,6 +179,11 @@ export class VfioUserClient {
   requestSync(command: number, body: Uint8Array, fds: readonly number[] = [], timeoutMs = 5000): Reply {
     if (this.pending.size > 0) throw new Error('requestSync while asynchronous requests are outstanding');
     if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
+    if (this.watch === null && this.receiveTimeoutMs !== timeoutMs) {
+      // The blocking receive below must give up when the timeout passes.
+      setReceiveTimeout(this.fd, timeoutMs * 1000);
+      this.receiveTimeoutMs = timeoutMs;
+    }
     const id = this.allocateId();
     this.syncWaiting = id;
     this.sendRequest(id, command, body, fds, 0, true);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { VfioUserClient } from '../protocol/client.ts';
+import { close as closeFd, listenUnix } from '../protocol/native/libc.ts';
 import { PciRegion } from '../protocol/wire.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -87,6 +88,23 @@ describe('edu-plus inspect', () => {
       assert.match(busy.stderr, /refused a second client \(EBUSY\)/);
     } finally {
       child.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the blocking client', () => {
+  it('gives up with ETIMEDOUT when a server never answers', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edu-plus-mute-'));
+    const path = join(dir, 'mute.sock');
+    // A listener that accepts but never replies (the kernel queues the connection).
+    const mute = listenUnix(path);
+    try {
+      const client = VfioUserClient.connect(path);
+      assert.throws(() => client.requestSync(1, Buffer.from([0, 0, 0, 0]), [], 300), /no reply within 300 ms/);
+      client.close();
+    } finally {
+      closeFd(mute);
       rmSync(dir, { recursive: true, force: true });
     }
   });

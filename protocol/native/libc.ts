@@ -21,7 +21,6 @@ const c = {
   listen: libc.func('int listen(int fd, int backlog)'),
   accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
   connect: libc.func('int connect(int fd, void *addr, uint32_t addrlen)'),
-  socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
   shutdown: libc.func('int shutdown(int fd, int how)'),
   close: libc.func('int close(int fd)'),
   recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
@@ -35,8 +34,8 @@ const c = {
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
-  setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
   ppoll: libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
 };
 
 // Linux x86_64 values. Node exposes errno numbers but not these.
@@ -143,17 +142,11 @@ export function connectUnix(path: string): number {
 const SO_RCVTIMEO = 20;
 const timeval = Buffer.alloc(16);
 
-/** Bounds how long a blocking receive waits (0 = forever). */
+/** Bounds how long a blocking receive waits (it then returns null, as for EAGAIN). */
 export function setReceiveTimeout(fd: number, micros: number): void {
   timeval.writeBigInt64LE(BigInt(Math.floor(micros / 1e6)), 0);
   timeval.writeBigInt64LE(BigInt(Math.floor(micros % 1e6)), 8);
   if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16) < 0) fail('setsockopt', 'SO_RCVTIMEO');
-}
-
-export function socketPair(): [number, number] {
-  const sv = [0, 0];
-  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) fail('socketpair');
-  return [sv[0]!, sv[1]!];
 }
 
 /** Stops both directions; the peer sees end-of-file. Errors (already closed) are ignored. */
