@@ -10,6 +10,11 @@
  *       connect, send WARMUP unrecorded REGION_READs, then N timed ones; write the N round-trip
  *       times (nanoseconds, CLOCK_MONOTONIC) to OUT as little-endian doubles. --version first
  *       negotiates VERSION, which a real vfio-user server (ours) requires; the echo server does not.
+ *   c-echo pipeline SOCKET DEPTH WARMUP N OUT [--version]
+ *       the same requests, DEPTH in flight: send DEPTH back to back, then send one more for
+ *       each reply read, until WARMUP unrecorded and then N timed replies have come back (each
+ *       phase drains before the next). Writes one double to OUT: the N timed replies' total
+ *       time in nanoseconds (messages per second = N / total).
  *
  * Both sides do what a competent vfio-user peer does: blocking recvmsg with room for fds
  * (closing any that arrive, since none are expected here) and sendmsg with MSG_NOSIGNAL.
@@ -226,12 +231,60 @@ static int client(const char *path, long warmup, long n, const char *out, int ve
 	return 0;
 }
 
+/* One pipelined phase: n requests with at most depth in flight; ids continue from *next_id. */
+static void pipeline_phase(int fd, long n, long depth, uint16_t *next_id)
+{
+	unsigned char req[REQUEST_SIZE] = { 0 }, rep[REPLY_SIZE];
+	put32(req + HEADER_SIZE + 12, 4); /* offset 0, region 0 (BAR0), count 4 */
+	uint16_t expect = *next_id;
+	long sent = 0, got = 0;
+	while (got < n) {
+		while (sent < n && sent - got < depth) {
+			put_header(req, (*next_id)++, CMD_REGION_READ, REQUEST_SIZE, 0);
+			send_all(fd, req, sizeof(req));
+			sent++;
+		}
+		if (!recv_exact(fd, rep, sizeof(rep)))
+			die("server closed the connection");
+		errno = 0;
+		if (get16(rep) != expect++ || (get32(rep + 8) & (TYPE_MASK | FLAG_ERROR)) != FLAG_REPLY ||
+		    get32(rep + 4) != REPLY_SIZE || memcmp(rep + REQUEST_SIZE, EDU_ID, 4) != 0)
+			die("unexpected REGION_READ reply");
+		got++;
+	}
+}
+
+static int pipeline(const char *path, long depth, long warmup, long n, const char *out, int version)
+{
+	struct sockaddr_un a = address(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket");
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect");
+	if (version)
+		negotiate(fd);
+	uint16_t id = 1;
+	pipeline_phase(fd, warmup, depth, &id);
+	double t0 = now_ns();
+	pipeline_phase(fd, n, depth, &id);
+	double total = now_ns() - t0;
+	close(fd);
+	FILE *f = fopen(out, "wb");
+	if (!f || fwrite(&total, sizeof(double), 1, f) != 1 || fclose(f) != 0)
+		die(out);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if ((argc == 7 || (argc == 8 && strcmp(argv[7], "--version") == 0)) && strcmp(argv[1], "pipeline") == 0 && atol(argv[3]) > 0)
+		return pipeline(argv[2], atol(argv[3]), atol(argv[4]), atol(argv[5]), argv[6], argc == 8);
 	if (argc == 3 && strcmp(argv[1], "server") == 0)
 		return serve(argv[2]);
 	if ((argc == 6 || (argc == 7 && strcmp(argv[6], "--version") == 0)) && strcmp(argv[1], "client") == 0)
 		return client(argv[2], atol(argv[3]), atol(argv[4]), argv[5], argc == 7);
-	fprintf(stderr, "usage: c-echo server SOCKET | c-echo client SOCKET WARMUP N OUT [--version]\n");
+	fprintf(stderr, "usage: c-echo server SOCKET | c-echo client SOCKET WARMUP N OUT [--version]\n"
+			"       c-echo pipeline SOCKET DEPTH WARMUP N OUT [--version]\n");
 	return 2;
 }

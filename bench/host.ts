@@ -12,7 +12,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Pinning, buildCEcho, detectPinning, pinned, runClient, startServer, stopServer } from './processes.ts';
 import { type Summary, medianOf, summarize } from './stats.ts';
-import type { Suite, SuiteContext, SuiteResult } from './suite.ts';
+import type { Headline, Suite, SuiteContext, SuiteResult } from './suite.ts';
 
 const root = join(import.meta.dirname, '..');
 /** The serve command's default --spin-us (cli/serve.ts): the headline rows use it. */
@@ -94,6 +94,52 @@ async function measure(ctx: SuiteContext, dir: string, cEcho: string, placement:
   return summarize(readSamples(out, ctx.iterations));
 }
 
+/** Requests in flight in the pipelining rows. */
+const DEPTHS = [1, 8, 32] as const;
+
+interface PipeRow {
+  readonly placement: Placement;
+  readonly depth: number;
+  /** Messages per second, one per repeat. */
+  readonly c: number[];
+  readonly ts: number[];
+}
+
+/** One pipelined run: msgs/s of C client → C echo, or TS client → TS server at the default spin. */
+async function measurePipeline(ctx: SuiteContext, dir: string, cEcho: string, placement: Placement, side: Side, depth: number, run: number): Promise<number> {
+  const socket = join(dir, `pipe${run}.sock`);
+  const out = join(dir, `pipe${run}.f64`);
+  const tsx = [process.execPath, '--import', 'tsx'];
+  const serverArgv = side === 'C' ? [cEcho, 'server', socket] : [...tsx, join(root, 'bench/serve-child.ts'), socket, String(DEFAULT_SPIN_US)];
+  const args = [socket, String(depth), String(ctx.warmup), String(ctx.iterations), out, ...(side === 'TS' ? ['--version'] : [])];
+  const clientArgv = side === 'C' ? [cEcho, 'pipeline', ...args] : [...tsx, join(root, 'bench/ts-pipeline-client.ts'), ...args];
+  const server = await startServer(pinned(placement.serverCpu, serverArgv), root);
+  try {
+    await runClient(pinned(placement.clientCpu, clientArgv), root, 60_000 + (ctx.iterations + ctx.warmup));
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderr()}`);
+  } finally {
+    await stopServer(server);
+  }
+  const [totalNs] = readSamples(out, 1);
+  return ctx.iterations / (totalNs! / 1e9);
+}
+
+function pipelineTable(rows: PipeRow[]): { lines: string[]; json: unknown[] } {
+  const header = ['placement', 'in flight', 'C → C echo msgs/s', `TS → TS spin ${DEFAULT_SPIN_US} µs msgs/s`, 'TS ÷ C', 'TS msgs/s per repeat'];
+  const cells = rows.map((r) => {
+    const c = medianOf(r.c);
+    const t = medianOf(r.ts);
+    return [r.placement.name, String(r.depth), Math.round(c).toLocaleString('en-US'), Math.round(t).toLocaleString('en-US'), times(t / c), r.ts.map((v) => Math.round(v).toLocaleString('en-US')).join(' / ')];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((l) => l[i]!.length)));
+  const fmt = (c: string[]) => c.map((v, i) => (i >= 1 && i <= 4 ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  return {
+    lines: [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...cells.map(fmt)],
+    json: rows.map((r) => ({ placement: r.placement.name, depth: r.depth, cMsgsPerSecond: r.c, tsMsgsPerSecond: r.ts, ratio: medianOf(r.ts) / medianOf(r.c) })),
+  };
+}
+
 const us = (v: number) => (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0));
 const times = (v: number) => `${v.toFixed(2)}×`;
 const signed = (v: number) => (v < 0 ? `−${us(-v)}` : `+${us(v)}`);
@@ -118,7 +164,7 @@ function isFloor(p: Pairing): boolean {
 /** The 1-minute load average: anything else running on these CPUs shows up in every row. */
 const load = () => Number(loadavg()[0]!.toFixed(2));
 
-function report(ctx: SuiteContext, rows: Row[], list: Placement[], note: string, compiler: string, loadBefore: number): SuiteResult {
+function report(ctx: SuiteContext, rows: Row[], pipes: PipeRow[], list: Placement[], note: string, compiler: string, loadBefore: number): SuiteResult {
   const floorOf = new Map(rows.filter((r) => isFloor(r.pairing)).map((r) => [r.placement.name, aggregate(r)]));
   const header = ['placement', 'client → server', 'median µs', 'p99 µs', 'round trips/s', 'median ÷ C', 'p99 ÷ C', 'medians per repeat (µs)'];
   const lines: string[][] = [];
@@ -180,7 +226,27 @@ function report(ctx: SuiteContext, rows: Row[], list: Placement[], note: string,
   if (list.some((p) => p.name === 'split-cpu')) {
     out.push('split-cpu: the C echo blocks, so each round trip wakes both vCPUs; a spinning TS server skips one wake-up and can beat it.');
   }
+  const pipe = pipelineTable(pipes);
+  out.push(
+    '',
+    `Pipelining: messages per second with K REGION_READs in flight (K sent back to back, then one more per reply), ${ctx.iterations.toLocaleString('en-US')} per run;`,
+    `the TS client uses its asynchronous path (regionRead promises), the C client blocking send/recv. TS ÷ C > 1 is better here.`,
+    '',
+    ...pipe.lines,
+  );
+  const headlineFigures: Headline[] = list.map((p) => ({
+    label: `${p.name}: REGION_READ TS ÷ C (median)`,
+    value: (headline[p.name] as { ratioMedian: number }).ratioMedian,
+    unit: 'ratio' as const,
+    goal: 1.3,
+    goalKind: 'max' as const,
+  }));
+  const deepest = pipes.filter((r) => r.depth === DEPTHS[DEPTHS.length - 1]);
+  for (const r of deepest) {
+    headlineFigures.push({ label: `${r.placement.name}: msgs/s at ${r.depth} in flight, TS ÷ C`, value: medianOf(r.ts) / medianOf(r.c), unit: 'ratio', goalKind: 'min' });
+  }
   return {
+    headline: headlineFigures,
     table: out.join('\n'),
     json: {
       suite: 'host',
@@ -191,6 +257,7 @@ function report(ctx: SuiteContext, rows: Row[], list: Placement[], note: string,
       loadAverage: { before: loadBefore, after: load() },
       pinning: note,
       rows: jsonRows,
+      pipelining: pipe.json,
       headline,
     },
   };
@@ -215,7 +282,19 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
         ctx.progress(`host [${n}/${rows.length * ctx.repeats}] ${row.placement.name.padEnd(9)} ${label(row.pairing).padEnd(28)} median ${us(s.medianUs)} µs, p99 ${us(s.p99Us)} µs`);
       }
     }
-    return report(ctx, rows, list, note, compiler, loadBefore);
+    const pipes: PipeRow[] = list.flatMap((placement) => DEPTHS.map((depth) => ({ placement, depth, c: [], ts: [] })));
+    let m = 0;
+    for (let repeat = 1; repeat <= ctx.repeats; repeat++) {
+      for (const row of pipes) {
+        for (const side of ['C', 'TS'] as const) {
+          m++;
+          const rate = await measurePipeline(ctx, dir, binary, row.placement, side, row.depth, m);
+          (side === 'C' ? row.c : row.ts).push(rate);
+          ctx.progress(`host pipelining [${m}/${pipes.length * 2 * ctx.repeats}] ${row.placement.name.padEnd(9)} ${String(row.depth).padStart(2)} in flight ${side.padEnd(2)} ${Math.round(rate).toLocaleString('en-US')} msgs/s`);
+        }
+      }
+    }
+    return report(ctx, rows, pipes, list, note, compiler, loadBefore);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -223,6 +302,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
 
 export const hostSuite: Suite = {
   name: 'host',
-  summary: '4-byte REGION_READ round trip, TS client/server vs a C floor, same-cpu and split-cpu',
+  summary: '4-byte REGION_READ round trip and pipelined msgs/s, TS client/server vs a C floor, same-cpu and split-cpu',
+  defaults: { iterations: 100_000, warmup: 5_000, repeats: 3 },
   run,
 };

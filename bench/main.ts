@@ -1,47 +1,62 @@
 /**
- * `npm run bench`: runs every benchmark suite (or the ones named), prints each suite's table on
- * stdout and writes its results to bench/results/<suite>-<timestamp>.json. Progress goes to
- * stderr. Benchmarks only report: nothing here asserts a speed.
+ * `npm run bench`: runs every benchmark suite (or the ones named) in a fixed order, prints each
+ * suite's table on stdout, and writes ONE result file per run,
+ * bench/results/bench-<timestamp>.json (every suite's json), with its chart
+ * bench/results/bench-<timestamp>.svg; both are also copied to bench/latest.json and
+ * bench/latest.svg (tracked, so the README shows the latest chart). Progress goes to stderr.
+ * Benchmarks only report: nothing here asserts a speed.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
 import { join, relative } from 'node:path';
 import { UsageError, parseFlags } from '../cli/flags.ts';
+import { buildChart } from './chart.ts';
+import { dmaSuite } from './dma.ts';
+import { guestBar1Suite } from './guest-bar1.ts';
+import { guestMmioSuite } from './guest-mmio.ts';
 import { hostSuite } from './host.ts';
-import type { Suite } from './suite.ts';
+import { scaleSuite } from './scale.ts';
+import type { BenchOptions, Headline, Suite } from './suite.ts';
+import { vmCycleSuite } from './vm-cycle.ts';
 
 /** Suites in the order `npm run bench` runs them. */
-const SUITES: readonly Suite[] = [hostSuite];
+const SUITES: readonly Suite[] = [
+  hostSuite,
+  guestMmioSuite,
+  guestBar1Suite,
+  dmaSuite,
+  vmCycleSuite,
+  scaleSuite,
+];
 
-const DEFAULTS = { iterations: 100_000, warmup: 5_000, repeats: 3 };
+/** Used for whatever a suite does not set in its own `defaults`. */
+const DEFAULTS: BenchOptions = { iterations: 100_000, warmup: 5_000, repeats: 3 };
+
+const optionsOf = (s: Suite): BenchOptions => ({ ...DEFAULTS, ...s.defaults });
 
 const HELP = `Usage: npm run bench -- [SUITE...] [options]
 
-Runs the named suites (all of them when none is named) and prints one table per suite.
-Results are also written as JSON to bench/results/<suite>-<timestamp>.json.
+Runs the named suites (all of them, in the order below, when none is named) and prints one
+table per suite. Each run writes one JSON file with every suite's results and an SVG chart of
+the headline figures against their goals: bench/results/bench-<timestamp>.{json,svg}, copied
+to bench/latest.json and bench/latest.svg.
 
-Suites:
-${SUITES.map((s) => `  ${s.name.padEnd(8)}  ${s.summary}`).join('\n')}
+Suites (defaults: iterations / warm-up / repeats):
+${SUITES.map((s) => {
+  const o = optionsOf(s);
+  return `  ${s.name.padEnd(10)}  ${s.summary}\n  ${''.padEnd(10)}  (${o.iterations} / ${o.warmup} / ${o.repeats})`;
+}).join('\n')}
 
-Options:
-  --iterations N   measured round trips per run (default ${DEFAULTS.iterations})
-  --warmup N       unrecorded round trips before each run (default ${DEFAULTS.warmup})
-  --repeats R      runs per row, interleaved across rows so drift hits all (default ${DEFAULTS.repeats})
+Options (override every selected suite's own default):
+  --iterations N   measured operations per run
+  --warmup N       unrecorded operations before each run
+  --repeats R      runs per row, interleaved across rows so drift hits all
   -h, --help       show this help
 
-Reading the host table:
-  Each row is one client/server pairing, each end its own process pinned with taskset:
-  same-cpu puts both on one CPU, split-cpu gives the server a CPU of its own.
-  "C client → C echo" is the floor: blocking C doing the same 32-byte request, 36-byte reply.
-  median/p99 are per-round-trip times (µs), the median across repeats of each run's figure;
-  "÷ C" divides by the floor of the same placement. "TS client → C echo" isolates our client's
-  cost, "C client → TS spin N" our server's (N µs of busy-polling after each request).
-  split-cpu is dominated by vCPU wake-ups (~25 µs each on a VM), not by code: a blocking C
-  echo wakes both vCPUs per round trip, a spinning server only one (so it can beat "C").
-  The lines under the table give the headline ratio (TS ↔ TS at the default spin of 20 µs)
-  and split its extra time into client and server parts.`;
+How to read each table: bench/README.md.`;
 
-function count(name: string, value: string | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
+function count(name: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be a whole number ≥ ${min} (got "${value}")`);
   return n;
@@ -53,26 +68,60 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const options = {
-    iterations: count('iterations', flags.iterations, DEFAULTS.iterations, 1),
-    warmup: count('warmup', flags.warmup, DEFAULTS.warmup, 0),
-    repeats: count('repeats', flags.repeats, DEFAULTS.repeats, 1),
-  };
+  const overrides: Partial<BenchOptions> = Object.fromEntries(
+    Object.entries({
+      iterations: count('iterations', flags.iterations, 1),
+      warmup: count('warmup', flags.warmup, 0),
+      repeats: count('repeats', flags.repeats, 1),
+    }).filter(([, v]) => v !== undefined),
+  );
   const unknown = flags._.filter((name) => !SUITES.some((s) => s.name === name));
   if (unknown.length) throw new UsageError(`unknown suite ${unknown.join(', ')}; suites: ${SUITES.map((s) => s.name).join(', ')}`);
   const selected = flags._.length ? SUITES.filter((s) => flags._.includes(s.name)) : SUITES;
 
-  const resultsDir = join(import.meta.dirname, 'results');
+  const benchDir = import.meta.dirname;
+  const resultsDir = join(benchDir, 'results');
+  const started = new Date();
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const suites: Record<string, unknown> = {};
+  const failures: string[] = [];
+  const groups: { suite: string; headline: readonly Headline[] }[] = [];
   for (const suite of selected) {
-    const started = new Date();
-    const result = await suite.run({ ...options, progress: (line) => process.stderr.write(line + '\n') });
-    mkdirSync(resultsDir, { recursive: true });
-    const file = join(resultsDir, `${suite.name}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(result.json, null, 2) + '\n');
-    console.log(result.table);
-    console.log(`\nresults: ${relative(process.cwd(), file)}\n`);
+    const options = { ...optionsOf(suite), ...overrides };
+    const progress = (line: string) => process.stderr.write(line + '\n');
+    progress(`bench: ${suite.name} (iterations ${options.iterations}, warm-up ${options.warmup}, repeats ${options.repeats})`);
+    try {
+      const result = await suite.run({ ...options, progress });
+      const headline = result.headline ?? [];
+      suites[suite.name] = { options, headline, result: result.json };
+      groups.push({ suite: suite.name, headline });
+      console.log(result.table);
+      console.log('');
+    } catch (err) {
+      // One broken suite (e.g. no QEMU for a guest suite) must not lose the others' results.
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(suite.name);
+      suites[suite.name] = { options, error: message };
+      console.log(`${suite.name}: FAILED: ${message}\n`);
+    }
   }
-  return 0;
+
+  mkdirSync(resultsDir, { recursive: true });
+  const json = join(resultsDir, `bench-${stamp}.json`);
+  const svg = join(resultsDir, `bench-${stamp}.svg`);
+  const machine = { cpu: cpus()[0]?.model ?? null, vcpus: cpus().length, kernel: release(), node: process.version };
+  writeFileSync(json, JSON.stringify({ date: started.toISOString(), argv, machine, suites }, null, 2) + '\n');
+  writeFileSync(
+    svg,
+    buildChart(groups, {
+      title: 'edu-plus benchmarks: headline ratios against their goals',
+      subtitle: `${started.toISOString()} · ${machine.vcpus} vCPU ${machine.cpu ?? ''} · Linux ${machine.kernel} · node ${machine.node}${failures.length ? ` · FAILED: ${failures.join(', ')}` : ''}`,
+    }),
+  );
+  copyFileSync(json, join(benchDir, 'latest.json'));
+  copyFileSync(svg, join(benchDir, 'latest.svg'));
+  console.log(`results: ${relative(process.cwd(), json)}\nchart:   ${relative(process.cwd(), svg)}\n(copied to ${relative(process.cwd(), join(benchDir, 'latest.json'))} and latest.svg)`);
+  return failures.length ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -14,11 +14,25 @@ export interface SuiteContext extends BenchOptions {
   progress(line: string): void;
 }
 
+/**
+ * One headline figure of a suite, drawn as a bar in the chart against its goal (if any).
+ * goalKind 'max': the value should stay at or below the goal; 'min': at or above it.
+ */
+export interface Headline {
+  readonly label: string;
+  readonly value: number;
+  readonly unit: 'ratio' | 's' | 'MiB';
+  readonly goal?: number;
+  readonly goalKind: 'max' | 'min';
+}
+
 export interface SuiteResult {
   /** The human-readable table, printed on stdout. */
   readonly table: string;
-  /** Everything measured, written to bench/results/<suite>-<timestamp>.json. */
+  /** Everything measured; bench/main.ts writes every suite's json into one result file. */
   readonly json: unknown;
+  /** The figures the chart shows (also copied into the json as `headline`). */
+  readonly headline?: readonly Headline[];
 }
 
 export interface Suite {
@@ -26,5 +40,7 @@ export interface Suite {
   readonly name: string;
   /** One line for --help. */
   readonly summary: string;
+  /** This suite's own defaults (a guest suite cannot afford the host suite's 100,000 round trips); --iterations/--warmup/--repeats override them. */
+  readonly defaults?: Partial<BenchOptions>;
   run(ctx: SuiteContext): Promise<SuiteResult>;
 }
