@@ -39,7 +39,7 @@ const HELP = `Usage: npm run bench -- [SUITE...] [options]
 Runs the named suites (all of them, in the order below, when none is named) and prints one
 table per suite. Each run writes one JSON file with every suite's results and an SVG chart of
 the headline figures against their goals: bench/results/bench-<timestamp>.{json,svg}, copied
-to bench/latest.json and bench/latest.svg.
+to bench/latest.json and bench/latest.svg when every suite ran.
 
 Suites (defaults: iterations / warm-up / repeats):
 ${SUITES.map((s) => {
@@ -118,9 +118,13 @@ async function main(argv: string[]): Promise<number> {
       subtitle: `${started.toISOString()} · ${machine.vcpus} vCPU ${machine.cpu ?? ''} · Linux ${machine.kernel} · node ${machine.node}${failures.length ? ` · FAILED: ${failures.join(', ')}` : ''}`,
     }),
   );
-  copyFileSync(json, join(benchDir, 'latest.json'));
-  copyFileSync(svg, join(benchDir, 'latest.svg'));
-  console.log(`results: ${relative(process.cwd(), json)}\nchart:   ${relative(process.cwd(), svg)}\n(copied to ${relative(process.cwd(), join(benchDir, 'latest.json'))} and latest.svg)`);
+  console.log(`results: ${relative(process.cwd(), json)}\nchart:   ${relative(process.cwd(), svg)}`);
+  // Only a run of every suite replaces the chart the README shows.
+  if (selected.length === SUITES.length) {
+    copyFileSync(json, join(benchDir, 'latest.json'));
+    copyFileSync(svg, join(benchDir, 'latest.svg'));
+    console.log(`(copied to ${relative(process.cwd(), join(benchDir, 'latest.json'))} and latest.svg)`);
+  }
   return failures.length ? 1 : 0;
 }
 
