@@ -34,32 +34,6 @@
 #define EDU_DEVICE	0x11e8
 #define MIB		(1ul << 20)
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int read_hex_file(const char *bdf, const char *file, unsigned long *v)
-{
-	char path[256], buf[64];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, file);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (!fgets(buf, sizeof(buf), f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	*v = strtoul(buf, NULL, 0);
-	return 0;
-}
-
 /* The 1234:11e8 device whose BAR1 (sysfs resource line 1) is non-zero. */
 static int find_edu_plus(char bdf[VU_BDF_LEN])
 {
@@ -77,8 +51,8 @@ static int find_edu_plus(char bdf[VU_BDF_LEN])
 
 		if (e->d_name[0] == '.' || strlen(e->d_name) >= VU_BDF_LEN)
 			continue;
-		if (read_hex_file(e->d_name, "vendor", &vendor) ||
-		    read_hex_file(e->d_name, "device", &device) ||
+		if (vu_sysfs_hex(e->d_name, "vendor", &vendor) ||
+		    vu_sysfs_hex(e->d_name, "device", &device) ||
 		    vendor != EDU_VENDOR || device != EDU_DEVICE)
 			continue;
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource",
@@ -151,10 +125,10 @@ struct target {
 static void one(const struct target *t, const char *op, int rep, void *dst,
 		const void *src, size_t len)
 {
-	uint64_t t0 = now_ns(), dt;
+	uint64_t t0 = vu_now_ns(), dt;
 
 	memcpy(dst, src, len);
-	dt = now_ns() - t0;
+	dt = vu_now_ns() - t0;
 	if (dt == 0)
 		dt = 1;
 	printf("bench-bar1 target=%s op=%s rep=%d bytes=%zu ns=%" PRIu64

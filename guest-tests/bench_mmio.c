@@ -53,32 +53,6 @@ struct bdev {
 
 static struct bdev devs[MAX_DEVS];
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int read_hex_file(const char *bdf, const char *file, unsigned long *v)
-{
-	char path[256], buf[64];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, file);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (!fgets(buf, sizeof(buf), f)) {
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	*v = strtoul(buf, NULL, 0);
-	return 0;
-}
-
 /* Non-zero when resource line 1 (BAR1) has a non-zero start or end. */
 static int has_bar1(const char *bdf)
 {
@@ -117,8 +91,8 @@ static int find_devices(void)
 
 		if (e->d_name[0] == '.')
 			continue;
-		if (read_hex_file(e->d_name, "vendor", &vendor) ||
-		    read_hex_file(e->d_name, "device", &device))
+		if (vu_sysfs_hex(e->d_name, "vendor", &vendor) ||
+		    vu_sysfs_hex(e->d_name, "device", &device))
 			continue;
 		if (vendor != EDU_VENDOR || device != EDU_DEVICE)
 			continue;
@@ -169,17 +143,17 @@ static uint64_t timed(volatile void *bar, enum op op, uint32_t i)
 	uint64_t t0, t1;
 
 	if (op == OP_READ_ID) {
-		t0 = now_ns();
+		t0 = vu_now_ns();
 		sink = vu_mmio_read32(bar, 0x00);
-		t1 = now_ns();
+		t1 = vu_now_ns();
 	} else if (op == OP_READ_LIVE) {
-		t0 = now_ns();
+		t0 = vu_now_ns();
 		sink = vu_mmio_read32(bar, 0x04);
-		t1 = now_ns();
+		t1 = vu_now_ns();
 	} else {
-		t0 = now_ns();
+		t0 = vu_now_ns();
 		vu_mmio_write32(bar, 0x04, i);
-		t1 = now_ns();
+		t1 = vu_now_ns();
 	}
 	return t1 - t0;
 }
@@ -266,7 +240,7 @@ int main(int argc, char **argv)
 
 	/* The clock alone: what every sample below includes. */
 	for (i = 0; i < warmup + iterations; i++) {
-		uint64_t t0 = now_ns(), t1 = now_ns();
+		uint64_t t0 = vu_now_ns(), t1 = vu_now_ns();
 
 		if (i >= warmup)
 			clk[i - warmup] = t1 - t0;

@@ -30,10 +30,7 @@
 #include "dmabuf_util.h"
 #include "ktap.h"
 
-static const struct {
-	const char *name;
-	db_case_fn run;
-} cases[] = {
+static const struct ktap_case cases[] = {
 	{ "open_device", case_open_device },
 	{ "feature_probe", case_feature_probe },
 	/* export */
@@ -101,16 +98,7 @@ int main(void)
 	ktap_diag("dmabuf: vfio-pci DMABUF export, mmap, memattr, revoke and "
 		  "lifetime on edu-plus %04x:%04x", DB_EDU_VENDOR,
 		  DB_EDU_DEVICE);
-	for (size_t i = 0; i < n; i++) {
-		const char *skip;
-
-		ktap_begin(cases[i].name);
-		skip = cases[i].run();
-		if (skip)
-			ktap_end_skip("%s", skip);
-		else
-			ktap_end();
-	}
+	ktap_run_cases(cases, n);
 	case_cleanup();		/* a no-op when cleanup already ran */
 	return ktap_finish();
 }

@@ -939,10 +939,7 @@ static const char *cleanup(void)
 	return NULL;
 }
 
-static const struct {
-	const char *name;
-	const char *(*run)(void);
-} cases[] = {
+static const struct ktap_case cases[] = {
 	{ "open_device", open_device },
 	{ "identification_liveness", identification_liveness },
 	{ "access_wrong_size_below_0x80", access_wrong_size_below_0x80 },
@@ -965,16 +962,7 @@ int main(void)
 	ktap_plan((int)n);
 	ktap_diag("edu_functions: edu %04x:%04x BAR0 functions through "
 		  "vfio-pci", EDU_VENDOR, EDU_DEVICE);
-	for (size_t i = 0; i < n; i++) {
-		const char *skip;
-
-		ktap_begin(cases[i].name);
-		skip = cases[i].run();
-		if (skip)
-			ktap_end_skip("%s", skip);
-		else
-			ktap_end();
-	}
+	ktap_run_cases(cases, n);
 	/* cleanup normally did this; a no-op then. */
 	if (t.bar0_map)
 		munmap((void *)t.bar0_map, t.bar0_map_len);

@@ -449,10 +449,7 @@ static const char *bar1_mmap_page_pattern(void)
 	return NULL;
 }
 
-static const struct {
-	const char *name;
-	const char *(*run)(void);
-} cases[] = {
+static const struct ktap_case cases[] = {
 	{ "find_device", find_device },
 	{ "bind_vfio_pci", bind_vfio_pci },
 	{ "open_type1_container", open_type1_container },
@@ -476,16 +473,7 @@ int main(void)
 	/* Several programs share one console: say which one this is. */
 	ktap_diag("edu_plus_basic: edu-plus %04x:%04x through vfio-pci",
 		  EDU_VENDOR, EDU_DEVICE);
-	for (size_t i = 0; i < n; i++) {
-		const char *skip;
-
-		ktap_begin(cases[i].name);
-		skip = cases[i].run();
-		if (skip)
-			ktap_end_skip("%s", skip);
-		else
-			ktap_end();
-	}
+	ktap_run_cases(cases, n);
 
 	if (t.bar0_map)
 		munmap((void *)t.bar0_map, t.bar0_map_len);

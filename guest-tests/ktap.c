@@ -237,3 +237,17 @@ int ktap_finish(void)
 		  k.reported - k.failed - k.skipped, k.failed, k.skipped);
 	return (k.failed == 0 && plan_ok) ? 0 : 1;
 }
+
+void ktap_run_cases(const struct ktap_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *skip;
+
+		ktap_begin(cases[i].name);
+		skip = cases[i].run();
+		if (skip)
+			ktap_end_skip("%s", skip);
+		else
+			ktap_end();
+	}
+}

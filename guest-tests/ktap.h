@@ -24,6 +24,7 @@
 #define EDU_PLUS_KTAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define KTAP_PRINTF(fmt_idx, arg_idx) \
@@ -65,6 +66,18 @@ void ktap_end_skip(const char *fmt, ...) KTAP_PRINTF(1, 2);
 
 /* Report a whole case as skipped without running it. */
 void ktap_skip(const char *name, const char *fmt, ...) KTAP_PRINTF(2, 3);
+
+/*
+ * A numbered test case: run() returns NULL when it ran (its checks decide
+ * ok / not ok) or the reason it was skipped.
+ */
+struct ktap_case {
+	const char *name;
+	const char *(*run)(void);
+};
+
+/* Run the cases in order, each as one numbered KTAP result. */
+void ktap_run_cases(const struct ktap_case *cases, size_t n);
 
 /*
  * Print a summary diagnostic and return the process exit code: 0 when every

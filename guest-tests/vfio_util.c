@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -82,6 +83,22 @@ static int read_sysfs_hex(const char *path, unsigned long *val)
 		return -1;
 	}
 	return 0;
+}
+
+int vu_sysfs_hex(const char *bdf, const char *attr, unsigned long *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr);
+	return read_sysfs_hex(path, val);
+}
+
+uint64_t vu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int write_sysfs(const char *path, const char *val)

@@ -25,6 +25,12 @@
 /* Message describing the last failure of a vu_* function. */
 const char *vu_error(void);
 
+/* Read /sys/bus/pci/devices/<bdf>/<attr> as a hex number ("0x1234\n"). */
+int vu_sysfs_hex(const char *bdf, const char *attr, unsigned long *val);
+
+/* CLOCK_MONOTONIC in nanoseconds (for the bench programs' timings). */
+uint64_t vu_now_ns(void);
+
 /*
  * Find the first PCI device with this vendor:device in /sys/bus/pci/devices
  * and store its BDF (e.g. "0000:00:03.0") in bdf. Fails with a message
