@@ -143,7 +143,9 @@ async function measure(ctx: SuiteContext, rig: Rig, cell: Cell): Promise<number>
   } else if (cell.kind === 'ServerDma') {
     const dma = rig.server.dmaAccess;
     const data = new Uint8Array(cell.size).fill(2);
-    op = cell.direction === 'read' ? (i) => dma.read(base + BigInt((i % slots) * cell.size), cell.size) : (i) => dma.write(base + BigInt((i % slots) * cell.size), data);
+    // Reads land in a buffer of the device's own, as the edu engine's do (readInto).
+    const into = new Uint8Array(cell.size);
+    op = cell.direction === 'read' ? (i) => dma.readInto(base + BigInt((i % slots) * cell.size), into) : (i) => dma.write(base + BigInt((i % slots) * cell.size), data);
   } else {
     op = (i) => eduTransfer(rig.client, base + BigInt((i % slots) * cell.size), cell.direction!);
   }

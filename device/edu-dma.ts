@@ -100,7 +100,7 @@ export class EduDmaEngine {
     const path = dma.pathOf?.(guestAddress);
     try {
       if (req.toRam) await dma.write(guestAddress, this.buffer.subarray(at, at + length));
-      else this.buffer.set(await dma.read(guestAddress, length), at);
+      else await dma.readInto(guestAddress, this.buffer.subarray(at, at + length));
     } catch (err) {
       if (err instanceof DmaFault) return refuse(err.reason);
       throw err;

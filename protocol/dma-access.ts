@@ -17,6 +17,9 @@ export interface DmaChannel {
   readonly maxXfer: number;
 }
 
+/** Mappings up to this size (guest RAM of test VMs is 1 GiB) get one cached view; larger ones a view per transfer. */
+const WHOLE_VIEW_LIMIT = 1n << 30n;
+
 export class ServerDma implements DmaAccess {
   /** Bytes moved by each path, for logs, tests and benchmarks. */
   readonly moved = { direct: 0, messages: 0 };
@@ -55,19 +58,24 @@ export class ServerDma implements DmaAccess {
     if (fstat(file.fd).size < start + p.length) {
       throw new DmaFault(p.address, Number(p.length), 'the client shrank the file backing this DMA mapping');
     }
+    if (file.size <= WHOLE_VIEW_LIMIT) {
+      file.view ??= new Uint8Array(viewOf(file.addr, Number(file.size)));
+      return file.view.subarray(Number(start), Number(start + p.length));
+    }
     return new Uint8Array(viewOf(file.addr + start, Number(p.length)));
   }
 
   async read(address: bigint, length: number): Promise<Uint8Array> {
-    const pieces = this.plan(address, length, false);
-    // The common case, one fd-backed mapping: a single copy out of the mapping, no zero-fill.
-    if (pieces.length === 1 && pieces[0]!.region.file) {
-      this.moved.direct += length;
-      return this.direct(pieces[0]!).slice();
-    }
-    // Every byte is written below before the buffer is returned: no need to zero it first.
+    // Every byte is written before the buffer is returned: no need to zero it first.
     const raw = Buffer.allocUnsafeSlow(length); // never pooled: the array below owns it alone
     const out = new Uint8Array(raw.buffer, raw.byteOffset, length);
+    await this.readInto(address, out);
+    return out;
+  }
+
+  async readInto(address: bigint, out: Uint8Array): Promise<void> {
+    const length = out.byteLength;
+    const pieces = this.plan(address, length, false);
     let at = 0;
     for (const p of pieces) {
       const n = Number(p.length);
@@ -80,7 +88,6 @@ export class ServerDma implements DmaAccess {
       }
       at += n;
     }
-    return out;
   }
 
   async write(address: bigint, data: Uint8Array): Promise<void> {

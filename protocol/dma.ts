@@ -22,6 +22,11 @@ export interface MappedFile {
   /** Kept open so a transfer can check the client has not shrunk the file under us. */
   readonly fd: number;
   refs: number;
+  /**
+   * A view of the whole mapping, made on first use and dropped (never touched again) when the
+   * mapping goes: making a koffi view per transfer cost more than the copy for small ones.
+   */
+  view?: Uint8Array;
 }
 
 export interface DmaRegion {
@@ -183,6 +188,7 @@ export class DmaMapTable {
     if (!file) return;
     if (--file.refs === 0) {
       this.files.delete(file.key);
+      file.view = undefined;
       munmap(file.addr, file.size);
       closeQuietly([file.fd]);
     }

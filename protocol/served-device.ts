@@ -53,6 +53,8 @@ export interface InterruptLines {
  */
 export interface DmaAccess {
   read(address: bigint, length: number): Promise<Uint8Array>;
+  /** read() into the caller's buffer (a device reading into its own memory: no allocation). */
+  readInto(address: bigint, into: Uint8Array): Promise<void>;
   write(address: bigint, data: Uint8Array): Promise<void>;
   /** How a transfer at `address` would travel (for traces), or undefined if unmapped. */
   pathOf?(address: bigint): 'direct' | 'messages' | undefined;
