@@ -267,6 +267,25 @@ static void drain(int efd)
 		;
 }
 
+/*
+ * A fresh eventfd wired to irq `index` through VFIO_DEVICE_SET_IRQS and
+ * drained; -1 (failure recorded) when either step fails.
+ */
+static int wired_eventfd(uint32_t index)
+{
+	int efd = new_eventfd();
+
+	if (efd < 0)
+		return -1;
+	if (vu_irq_set_eventfd(t.dev.device, index, efd)) {
+		ktap_fail("%s", vu_error());
+		close(efd);
+		return -1;
+	}
+	drain(efd);
+	return efd;
+}
+
 /* Expect efd to fire within timeout_ms, with a counter of at least 1. */
 static bool expect_event(const char *what, int efd, int timeout_ms)
 {
@@ -648,15 +667,9 @@ static const char *msi_eventfd(void)
 			     VFIO_IRQ_INFO_EVENTFD) ||
 	    !ack_all() || !wr32(EDU_REG_STATUS, 0))
 		return NULL;
-	efd = new_eventfd();
+	efd = wired_eventfd(VFIO_PCI_MSI_IRQ_INDEX);
 	if (efd < 0)
 		return NULL;
-	if (vu_irq_set_eventfd(t.dev.device, VFIO_PCI_MSI_IRQ_INDEX, efd)) {
-		ktap_fail("%s", vu_error());
-		close(efd);
-		return NULL;
-	}
-	drain(efd);
 
 	if (expect_no_event("MSI before any raise", efd) &&
 	    raise_and_expect("MSI raise 0x1", efd, 0x1) &&
@@ -706,15 +719,9 @@ static const char *intx_eventfd(void)
 			     VFIO_IRQ_INFO_AUTOMASKED) ||
 	    !ack_all())
 		return NULL;
-	efd = new_eventfd();
+	efd = wired_eventfd(VFIO_PCI_INTX_IRQ_INDEX);
 	if (efd < 0)
 		return NULL;
-	if (vu_irq_set_eventfd(t.dev.device, VFIO_PCI_INTX_IRQ_INDEX, efd)) {
-		ktap_fail("%s", vu_error());
-		close(efd);
-		return NULL;
-	}
-	drain(efd);
 
 	if (expect_no_event("INTx before any raise", efd) &&
 	    raise_and_expect("INTx raise 0x1", efd, 0x1) &&
@@ -817,15 +824,9 @@ static const char *dma_done_msi(void)
 	    !expect_clear("DMA idle", EDU_REG_DMA_CMD, EDU_DMA_RUN,
 			  DMA_TIMEOUT_MS))
 		return NULL;
-	efd = new_eventfd();
+	efd = wired_eventfd(VFIO_PCI_MSI_IRQ_INDEX);
 	if (efd < 0)
 		return NULL;
-	if (vu_irq_set_eventfd(t.dev.device, VFIO_PCI_MSI_IRQ_INDEX, efd)) {
-		ktap_fail("%s", vu_error());
-		close(efd);
-		return NULL;
-	}
-	drain(efd);
 	memset(t.buf + PAGE, 0, PAGE);
 
 	/* The device buffer still holds page 0 from dma_roundtrip. */
