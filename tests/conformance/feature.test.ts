@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { VfioUserClient } from '../../protocol/client.ts';
-import { Cmd, Errno, type Harness, body, expectErrno, expectFdsRefused, le, rd, startServer, withClient } from './harness.ts';
+import { Cmd, Errno, type Harness, body, expectErrno, expectFdsRefused, le, rd, startServer, withClient, withFreshDevice } from './harness.ts';
 
 const GET = 1 << 16;
 const SET = 1 << 17;
@@ -22,18 +22,6 @@ const feature = (c: VfioUserClient, argsz: number, flags: number, data: number[]
   expectErrno(c, Cmd.DEVICE_FEATURE, body.feature(argsz, flags, data), errno);
 const state = (s: number) => le().u32(s).u32(0xffffffff).build();
 const getState = async (c: VfioUserClient) => rd.u32(await feature(c, 16, MIG_DEVICE_STATE | GET), 8);
-
-/** A client on a device back in RUNNING (migration state outlives clients; a failed test must not leak it). */
-async function withFreshDevice(h: Harness, fn: (c: VfioUserClient) => Promise<void>, json?: string): Promise<void> {
-  await withClient(
-    h,
-    async (c) => {
-      await expectErrno(c, Cmd.DEVICE_RESET, Buffer.alloc(0), 0);
-      await fn(c);
-    },
-    json,
-  );
-}
 
 describe('DEVICE_FEATURE', () => {
   let h: Harness;

@@ -375,6 +375,18 @@ export async function withClient(h: Harness, fn: (c: VfioUserClient) => Promise<
   }
 }
 
+/** A client on a device back in RUNNING (migration state outlives clients; a failed test must not leak it). */
+export async function withFreshDevice(h: Harness, fn: (c: VfioUserClient) => Promise<void>, json?: string): Promise<void> {
+  await withClient(
+    h,
+    async (c) => {
+      await expectErrno(c, Cmd.DEVICE_RESET, Buffer.alloc(0), 0);
+      await fn(c);
+    },
+    json,
+  );
+}
+
 /** Runs `fn` with a fresh client that has sent nothing yet, and always releases it. */
 export async function withRawClient(h: Harness, fn: (c: VfioUserClient) => Promise<void>): Promise<void> {
   await h.settle();

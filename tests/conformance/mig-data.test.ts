@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { VfioUserClient } from '../../protocol/client.ts';
-import { Cmd, Errno, type Harness, body, expectErrno, expectFdsRefused, le, rd, startServer, u32le, withClient } from './harness.ts';
+import { Cmd, Errno, type Harness, body, expectErrno, expectFdsRefused, le, rd, startServer, u32le, withFreshDevice } from './harness.ts';
 
 const GET = 1 << 16;
 const SET = 1 << 17;
@@ -36,18 +36,6 @@ async function readAll(c: VfioUserClient, chunk: number): Promise<Uint8Array[]> 
     out.push(b.slice(8));
     if (size < chunk) return out;
   }
-}
-
-/** A client on a device back in RUNNING (migration state outlives clients; a failed test must not leak it). */
-async function withFreshDevice(h: Harness, fn: (c: VfioUserClient) => Promise<void>, json?: string): Promise<void> {
-  await withClient(
-    h,
-    async (c) => {
-      await expectErrno(c, Cmd.DEVICE_RESET, Buffer.alloc(0), 0);
-      await fn(c);
-    },
-    json,
-  );
 }
 
 describe('MIG_DATA_READ / MIG_DATA_WRITE', () => {
