@@ -7,7 +7,8 @@ import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
-import { attachOption, exampleQemuCommand } from './attach.ts';
+import { attachLine } from '../qemu-configs/qemu-command.ts';
+import { exampleQemuCommand } from './attach.ts';
 import { UsageError, parseFlags } from './flags.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
@@ -35,7 +36,7 @@ Options:
 
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
   -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem
-  ${attachOption(defaultSocketPath())}
+  ${attachLine(defaultSocketPath())}
 
 The server runs until SIGINT or SIGTERM, then closes the client and removes its socket.
 QEMU does not reconnect: if the server stops, restart the VM too.`;
@@ -129,7 +130,7 @@ export async function serve(argv: string[]): Promise<number> {
 
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');
-  console.log(`  ${attachOption(socketPath)}`);
+  console.log(`  ${attachLine(socketPath)}`);
   console.log('A complete example (add your kernel, initrd and disks):');
   console.log(`  ${exampleQemuCommand(socketPath)}`);
   if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
