@@ -4,7 +4,7 @@
  * disconnect every DMA mapping is unmapped and every interrupt eventfd closed, the device
  * state is kept, and the next client is served.
  */
-import { chmodSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
 import { Connection } from './connection.ts';
 import type { DeviceFactory, DeviceModel, SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
@@ -12,13 +12,14 @@ import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
 import { Migration } from './migration.ts';
 import { refuseClient } from './refuse.ts';
+import { removeStaleSocket } from './socket-file.ts';
 import { TraceBus } from './trace-bus.ts';
 import type { Logger } from './log.ts';
-import { type FdWatch, SyscallError, accept, dup, close as closeFd, connectUnix, listenUnix, watchReadable } from './native/libc.ts';
+import { type FdWatch, accept, dup, close as closeFd, listenUnix, watchReadable } from './native/libc.ts';
 import { Session } from './session.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
-import { Errno, VfioUserError } from './errors.ts';
+import { VfioUserError } from './errors.ts';
 
 export interface ServerOptions {
   readonly socketPath: string;
@@ -86,7 +87,7 @@ export class VfioUserServer {
    * listens on is replaced; a live one is an EADDRINUSE error naming the path.
    */
   static listen(opts: ServerOptions): VfioUserServer {
-    removeStaleSocket(opts.socketPath);
+    removeStaleSocket(opts.socketPath, '--socket-path');
     const server = new VfioUserServer(opts);
     try {
       server.listenFd = listenUnix(opts.socketPath);
@@ -253,26 +254,3 @@ function checkHugePages(size: bigint): void {
   }
 }
 
-/** Removes a socket file left by a dead server; refuses to touch a live socket or a non-socket. */
-function removeStaleSocket(path: string): void {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) {
-    throw new SyscallError('bind', Errno.EEXIST, `${path} exists and is not a socket; choose another --socket-path`);
-  }
-  try {
-    const probe = connectUnix(path);
-    closeFd(probe);
-    throw new SyscallError('bind', Errno.EADDRINUSE, `another server is listening on ${path}`);
-  } catch (err) {
-    if (err instanceof SyscallError && err.code === 'ECONNREFUSED') {
-      unlinkSync(path);
-      return;
-    }
-    throw err;
-  }
-}

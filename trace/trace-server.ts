@@ -8,11 +8,11 @@
  * client only, every request error becomes an `ok: false` reply, and a subscriber that reads
  * too slowly loses events (and is told how many) instead of growing our memory.
  */
+import { removeStaleSocket } from '../protocol/socket-file.ts';
 import { checksumMemory } from '../protocol/offload.ts';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { type Server, type Socket, connect, createServer } from 'node:net';
+import { type Server, type Socket, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/served-device.ts';
-import { Errno } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
 import { SyscallError } from '../protocol/native/libc.ts';
 import type { VfioUserServer } from '../protocol/server.ts';
@@ -61,7 +61,7 @@ export interface TraceServer {
  * is a SyscallError EADDRINUSE naming the path, and a non-socket file EEXIST.
  */
 export async function startTraceServer(opts: TraceServerOptions): Promise<TraceServer> {
-  await removeStaleSocket(opts.socketPath);
+  removeStaleSocket(opts.socketPath, '--trace-socket', 'trace server');
   const channel = new TraceChannel(opts);
   await channel.listen();
   return channel;
@@ -439,30 +439,3 @@ function sizeText(n: bigint): string {
   return `${n} bytes`;
 }
 
-/** Removes a socket file left by a dead trace server; refuses a live socket or a non-socket. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let isSocket: boolean;
-  try {
-    isSocket = lstatSync(path).isSocket();
-  } catch {
-    return;
-  }
-  if (!isSocket) throw new SyscallError('bind', Errno.EEXIST, `${path} exists and is not a socket; choose another --trace-socket`);
-  const live = await new Promise<boolean>((resolve, reject) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
-      else reject(err);
-    });
-  });
-  if (live) throw new SyscallError('bind', Errno.EADDRINUSE, `another trace server is listening on ${path}`);
-  try {
-    unlinkSync(path);
-  } catch {
-    // Gone already.
-  }
-}
