@@ -10,7 +10,8 @@ import { vm, vmHelp } from './vm.ts';
 
 const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
 
-Usage: tsx cli/main.ts <command> [options]
+Usage: edu-plus <command> [options]
+       (npx edu-plus … from a clone after npm install; npm start = edu-plus serve)
 
 Commands:
   serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
