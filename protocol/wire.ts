@@ -1,7 +1,8 @@
 /**
  * vfio-user wire constants: command numbers, header flags, and the vfio structures the
- * commands carry. Sources: QEMU docs/interop/vfio-user.rst and linux/vfio.h; the layout notes
- * are in ../shared/notes/vfio-user-protocol.md. Everything is little-endian (host order on x86).
+ * commands carry. Sources: QEMU docs/interop/vfio-user.rst and linux/vfio.h; where QEMU's client
+ * differs from the spec, docs/qemu-client.md says how. Everything is little-endian (host order on
+ * the hosts we support).
  */
 
 export const HEADER_SIZE = 16;
