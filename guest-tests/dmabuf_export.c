@@ -186,9 +186,7 @@ const char *case_export_bar0_several_ranges(void)
 static void refused(const char *what, uint32_t region,
 		    const struct db_range *r, uint32_t nr, int expected)
 {
-	int fd = db_export(db.dev.device, region, r, nr);
-
-	db_expect_errno(what, fd, errno, expected);
+	DB_EXPECT_ERRNO(what, db_export(db.dev.device, region, r, nr), expected);
 }
 
 const char *case_export_zero_length_refused(void)
@@ -278,7 +276,6 @@ const char *case_export_bad_arguments_refused(void)
 	uint64_t p[4] = { 0 };
 	uint32_t hdr[4] = { BAR1, 0, 1 /* flags */, 1 };
 	const char *why = db_need_export();
-	int ret;
 
 	if (why)
 		return why;
@@ -286,14 +283,13 @@ const char *case_export_bad_arguments_refused(void)
 	memcpy(p, hdr, sizeof(hdr));
 	p[2] = 0;
 	p[3] = DB_PAGE;
-	ret = db_feature(db.dev.device, db.feat_dma_buf |
-			 VFIO_DEVICE_FEATURE_GET, p, sizeof(p));
-	db_expect_errno("flags 1", ret, errno, EINVAL);
+	DB_EXPECT_ERRNO("flags 1", db_feature(db.dev.device, db.feat_dma_buf |
+			VFIO_DEVICE_FEATURE_GET, p, sizeof(p)), EINVAL);
 	hdr[2] = 0;
 	memcpy(p, hdr, sizeof(hdr));
-	ret = db_feature(db.dev.device, db.feat_dma_buf |
-			 VFIO_DEVICE_FEATURE_SET, p, sizeof(p));
-	db_expect_errno("SET instead of GET", ret, errno, EINVAL);
+	DB_EXPECT_ERRNO("SET instead of GET", db_feature(db.dev.device,
+			db.feat_dma_buf | VFIO_DEVICE_FEATURE_SET, p, sizeof(p)),
+			EINVAL);
 	refused("region 6 (ROM)", VFIO_PCI_ROM_REGION_INDEX, r, 1, ENODEV);
 	refused("region 7 (config)", VFIO_PCI_CONFIG_REGION_INDEX, r, 1,
 		ENODEV);

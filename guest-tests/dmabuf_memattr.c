@@ -81,10 +81,12 @@ const char *case_memattr_default_nc(void)
 			    "uncached-minus, got %s", type);
 	if (db.memattr_feature) {
 		/* v3 has no GET; say what a PROBE of GET answers. */
+		int ret = db_probe(db.dev.device, db.feat_memattr,
+				   VFIO_DEVICE_FEATURE_GET);
+		int err = errno;
+
 		ktap_diag("MEMATTR PROBE GET: %s",
-			  db_probe(db.dev.device, db.feat_memattr,
-				   VFIO_DEVICE_FEATURE_GET) ? db_errno_name(errno)
-			  : "supported");
+			  ret ? db_errno_name(err) : "supported");
 		if (db_set_memattr(db.dev.device, fd, db.memattr_nc))
 			ktap_fail("SET memattr NC: %s", db_errno_name(errno));
 	}
@@ -150,24 +152,24 @@ const char *case_memattr_unknown_refused(void)
 	fd = db_export_ok(db.dev.device, BAR1, r, 1);
 	if (fd < 0)
 		return NULL;
-	db_expect_errno("memattr 2", db_set_memattr(db.dev.device, fd, 2),
-			errno, ENOENT);
-	db_expect_errno("memattr 0xffffffff",
-			db_set_memattr(db.dev.device, fd, 0xffffffffu), errno,
+	DB_EXPECT_ERRNO("memattr 2", db_set_memattr(db.dev.device, fd, 2),
+			ENOENT);
+	DB_EXPECT_ERRNO("memattr 0xffffffff",
+			db_set_memattr(db.dev.device, fd, 0xffffffffu),
 			ENOENT);
 	efd = eventfd(0, EFD_CLOEXEC);
-	db_expect_errno("memattr WC on an eventfd",
+	DB_EXPECT_ERRNO("memattr WC on an eventfd",
 			db_set_memattr(db.dev.device, efd, db.memattr_wc),
-			errno, EINVAL);
+			EINVAL);
 	close(efd);
-	db_expect_errno("memattr WC on fd -1",
-			db_set_memattr(db.dev.device, -1, db.memattr_wc), errno,
+	DB_EXPECT_ERRNO("memattr WC on fd -1",
+			db_set_memattr(db.dev.device, -1, db.memattr_wc),
 			EBADF);
 	foreign = db_foreign_dmabuf(&no_foreign);
 	if (foreign >= 0) {
-		db_expect_errno("memattr WC on another exporter's DMABUF",
+		DB_EXPECT_ERRNO("memattr WC on another exporter's DMABUF",
 				db_set_memattr(db.dev.device, foreign,
-					       db.memattr_wc), errno, ENODEV);
+					       db.memattr_wc), ENODEV);
 		close(foreign);
 	} else {
 		ktap_diag("%s", no_foreign);

@@ -80,13 +80,14 @@ static void mmap_refused(const char *what, int fd, size_t len, uint64_t off,
 			 int flags)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)off);
+	int err = errno;	/* before munmap can change it */
 
 	if (p != MAP_FAILED) {
 		ktap_fail("%s: mmap succeeded, expected EINVAL", what);
 		munmap(p, len);
 		return;
 	}
-	db_expect_errno(what, -1, errno, EINVAL);
+	db_check_errno(what, -1, err, EINVAL);
 }
 
 const char *case_mmap_whole_buffer(void)

@@ -182,7 +182,7 @@ int db_set_memattr(int devfd, int dmabuf_fd, uint32_t memattr)
 			  &a, sizeof(a));
 }
 
-bool db_expect_errno(const char *what, int ret, int err, int expected)
+bool db_check_errno(const char *what, int ret, int err, int expected)
 {
 	if (ret >= 0) {
 		ktap_fail("%s: succeeded (returned %d), expected %s", what,

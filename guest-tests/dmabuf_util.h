@@ -22,6 +22,7 @@
 #ifndef EDU_PLUS_DMABUF_UTIL_H
 #define EDU_PLUS_DMABUF_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,8 +118,23 @@ int db_revoke_v2(int devfd, int dmabuf_fd);
 /* SET the memory attribute of a DMABUF: 0 or -1/errno. */
 int db_set_memattr(int devfd, int dmabuf_fd, uint32_t memattr);
 
-/* Expect ret == -1 with errno err; "what" names the call. */
-bool db_expect_errno(const char *what, int ret, int err, int expected);
+/*
+ * Expect call to fail with errno expected; "what" names the call. A macro so
+ * that errno is read in the statement right after call and before anything
+ * else runs: passing errno as an argument beside the call that sets it
+ * (f(call(), errno)) reads a stale errno, because C leaves the order of
+ * arguments open and gcc evaluates them right to left. build.ts rejects that
+ * shape (source-checks.ts). Evaluates to true when the errno was expected.
+ */
+#define DB_EXPECT_ERRNO(what, call, expected)				\
+	({								\
+		int db_ret_ = (call);					\
+		int db_err_ = errno;					\
+		db_check_errno((what), db_ret_, db_err_, (expected));	\
+	})
+
+/* The check behind DB_EXPECT_ERRNO: ret == -1 with err == expected. */
+bool db_check_errno(const char *what, int ret, int err, int expected);
 
 /* The DMABUF's size as the kernel reports it (lseek SEEK_END). */
 int64_t db_dmabuf_size(int fd);
