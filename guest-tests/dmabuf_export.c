@@ -45,9 +45,6 @@ static void read_bar1_phys(void)
 
 const char *case_open_device(void)
 {
-	struct db_range all;
-	void *p;
-
 	if (vu_find_pci_device(DB_EDU_VENDOR, DB_EDU_DEVICE, db.bdf) ||
 	    vu_bind_vfio_pci(db.bdf) || vu_open_device(db.bdf, &db.dev) ||
 	    vu_region_info(db.dev.device, BAR0, &db.bar0) ||
@@ -61,16 +58,16 @@ const char *case_open_device(void)
 	if (!ktap_expect_eq("BAR0 size", DB_BAR0_SIZE, db.bar0.size) ||
 	    !ktap_expect_eq("BAR1 size", DB_BAR1_SIZE, db.bar1.size))
 		return NULL;
-	/* The reference: BAR1 through the VFIO device fd, not a DMABUF fd. */
-	p = vu_mmap_region(db.dev.device, &db.bar1, 0, db.bar1.size);
-	if (!p) {
-		ktap_fail("%s", vu_error());
+	/*
+	 * The reference: all of BAR1 through the VFIO device fd (not a DMABUF
+	 * fd), placed so that it may use 2 MiB entries like any other.
+	 */
+	if (!db_mmap_device(&db.bar1, 0, db.bar1.size, "BAR1 device mmap",
+			    &db.ref)) {
+		ktap_fail("mmap of BAR1 through the device fd: %s",
+			  db_errno_name(errno));
 		return NULL;
 	}
-	all = (struct db_range){ 0, db.bar1.size };
-	db.ref = (struct db_map){ .base = p, .len = db.bar1.size,
-				  .lay = db_layout(BAR1, &all, 1, 0),
-				  .name = "BAR1 device mmap" };
 	read_bar1_phys();
 	db.opened = true;
 	return NULL;
