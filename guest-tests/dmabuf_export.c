@@ -79,6 +79,9 @@ const char *case_feature_probe(void)
 		return "needs open_device";
 	/* What is missing is reported by the cases that need it, as SKIPs. */
 	db_detect_features();
+	/* vfio-pci ioremaps every BAR when it opens the device: see it. */
+	if (db.bar1_phys)
+		db_pat_diag("BAR1", db.bar1_phys);
 	return NULL;
 }
 

@@ -66,6 +66,30 @@ const char *db_pat_lookup(const struct db_pat_list *l, uint64_t phys,
 	return "uncached-minus";	/* lookup_memtype's answer for none */
 }
 
+void db_pat_diag(const char *what, uint64_t phys)
+{
+	static struct db_pat_list l;	/* tens of KiB: not on the stack */
+	struct db_pat_entry e;
+	const char *type;
+
+	db_pat_read(&l);
+	if (!l.ok) {
+		ktap_diag("x86 PAT: no %s (debugfs not mounted, or PAT off)",
+			  PAT_LIST);
+		return;
+	}
+	type = db_pat_lookup(&l, phys, &e);
+	if (e.end)
+		ktap_diag("x86 PAT at %s (0x%" PRIx64 "): reserved [0x%" PRIx64
+			  "-0x%" PRIx64 ") %s, so PFNs there are mapped %s",
+			  what, phys, e.start, e.end, e.type, type);
+	else
+		ktap_diag("x86 PAT at %s (0x%" PRIx64 "): no reservation, so "
+			  "PFNs there are mapped %s", what, phys, type);
+	ktap_diag("page-table dump (CONFIG_PTDUMP_DEBUGFS): %s",
+		  db_ptdump_available() ? "available" : "not in this kernel");
+}
+
 bool db_ptdump_available(void)
 {
 	return access(PTDUMP_USER, R_OK) == 0 ||

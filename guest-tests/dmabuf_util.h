@@ -262,6 +262,9 @@ void db_pat_read(struct db_pat_list *l);
 const char *db_pat_lookup(const struct db_pat_list *l, uint64_t phys,
 			  struct db_pat_entry *found);
 
+/* Print what PAT says about phys (which reservation, which cache mode). */
+void db_pat_diag(const char *what, uint64_t phys);
+
 /* Whether debugfs shows this process's page tables (CONFIG_PTDUMP_DEBUGFS). */
 bool db_ptdump_available(void);
 
