@@ -46,7 +46,19 @@ static void read_bar1_phys(void)
 const char *case_open_device(void)
 {
 	if (vu_find_pci_device(DB_EDU_VENDOR, DB_EDU_DEVICE, db.bdf) ||
-	    vu_bind_vfio_pci(db.bdf) || vu_open_device(db.bdf, &db.dev) ||
+	    vu_bind_vfio_pci(db.bdf)) {
+		ktap_fail("%s", vu_error());
+		return NULL;
+	}
+	/*
+	 * PAT before vfio-pci opens the device, for comparison with
+	 * feature_probe's: opening it ioremaps every BAR (a reservation that
+	 * decides the cache mode of every later mapping, see dmabuf_pat.c).
+	 */
+	read_bar1_phys();
+	if (db.bar1_phys)
+		db_pat_diag("BAR1 before the device is opened", db.bar1_phys);
+	if (vu_open_device(db.bdf, &db.dev) ||
 	    vu_region_info(db.dev.device, BAR0, &db.bar0) ||
 	    vu_region_info(db.dev.device, BAR1, &db.bar1)) {
 		ktap_fail("%s", vu_error());
@@ -68,7 +80,6 @@ const char *case_open_device(void)
 			  db_errno_name(errno));
 		return NULL;
 	}
-	read_bar1_phys();
 	db.opened = true;
 	return NULL;
 }
@@ -81,7 +92,7 @@ const char *case_feature_probe(void)
 	db_detect_features();
 	/* vfio-pci ioremaps every BAR when it opens the device: see it. */
 	if (db.bar1_phys)
-		db_pat_diag("BAR1", db.bar1_phys);
+		db_pat_diag("BAR1 with the device open", db.bar1_phys);
 	return NULL;
 }
 
