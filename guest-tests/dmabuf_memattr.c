@@ -28,14 +28,19 @@
 /* Two snapshots of the PAT list (a few tens of KiB each: not on the stack). */
 static struct db_pat_list pat_before, pat_after;
 
-/* "[0x..-0x..] type" of a PAT entry, or why there is none. */
+/* "[0x..-0x..) type" of a PAT entry, and whose it likely is. */
 static const char *pat_origin(const struct db_pat_entry *e)
 {
+	bool whole_bar = e->start == db.bar1_phys &&
+			 e->end == db.bar1_phys + db.bar1.size;
+
 	if (!e->end)
 		return "no PAT reservation covers it, and a PFN nobody reserved "
 		       "is mapped uncached-minus";
-	return db_why("PAT reservation [0x%" PRIx64 "-0x%" PRIx64 "] %s",
-		      e->start, e->end, e->type);
+	return db_why("PAT reservation [0x%" PRIx64 "-0x%" PRIx64 ") %s%s",
+		      e->start, e->end, e->type, whole_bar ? ", all of BAR1, "
+		      "as vfio-pci reserves it when it opens the device (see "
+		      "open_device)" : "");
 }
 
 /*
