@@ -88,10 +88,13 @@ struct db_state {
 
 extern struct db_state db;
 
-/* A skip reason with values in it (one static buffer per call site kind). */
+/* A skip reason or message with values in it (a new string every call). */
 const char *db_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* strerror-free errno names for diagnostics: "EINVAL". */
+/*
+ * strerror-free errno names for diagnostics: "EINVAL", or "errno 524" (in
+ * one of 4 buffers used in turn, so up to 4 may appear in one call).
+ */
 const char *db_errno_name(int err);
 
 /* ---- ioctls ---- */
