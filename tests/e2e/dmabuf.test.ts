@@ -69,6 +69,15 @@ describe('DMABUF suite on the stock kernel', { timeout: 30 * 60_000 }, () => {
     }
   });
 
+  it('can see which cache mode the kernel gives BAR1 pages (the evidence memattr_wc_installed judges by)', (t) => {
+    // x86 PAT's reservations decide the cache mode of every BAR page mapped at fault time; the
+    // guest prints the one covering BAR1 before and after vfio-pci opens the device.
+    const pat = run.vm.lines.filter((l) => /# x86 PAT/.test(l));
+    for (const l of pat) t.diagnostic(l.trim());
+    assert.equal(pat.length, 2, 'feature_probe and open_device each print the PAT state of BAR1');
+    assert.ok(pat.every((l) => /so PFNs there are mapped [a-z-]+/.test(l)), 'PAT list readable in the guest');
+  });
+
   it('finds every value the guest wrote through a mapping at the BAR offset its ranges imply', (t) => {
     const last = new Map<string, number>();
     for (const l of run.vm.lines) {
