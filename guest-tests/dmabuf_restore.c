@@ -72,15 +72,19 @@ static bool memory_off(uint16_t *cmd)
 {
 	if (!read_command(cmd))
 		return false;
+	if (!ktap_expect(*cmd & PCI_COMMAND_MEMORY, "PCI command 0x%04x: "
+			 "Memory Space Enable is already off (vfio-pci sets it "
+			 "when it enables the device)", *cmd))
+		return false;
 	ktap_diag("PCI command 0x%04x: clearing Memory Space Enable", *cmd);
 	return write_command(*cmd & ~PCI_COMMAND_MEMORY,
 			     "clearing Memory Space Enable");
 }
 
+/* The command register as memory_off found it: Memory Space Enable on. */
 static bool memory_on(uint16_t cmd)
 {
-	return write_command(cmd | PCI_COMMAND_MEMORY,
-			     "setting Memory Space Enable again");
+	return write_command(cmd, "setting Memory Space Enable again");
 }
 
 /* ---- memory disable: DMABUF mappings ---- */
@@ -231,14 +235,13 @@ static const char *device_reset(void)
 }
 
 /*
- * Revoke a buffer for good, then put it through event(): a temporary
+ * Revoke a buffer for good, then run() the event it names: a temporary
  * revoke and restore of every DMABUF of the device, which must not restore
  * this one.
  */
 static void revoke_then(uint64_t off, const char *event,
 			const char *(*run)(void))
 {
-	const char *name = event;
 	struct db_map m = { .base = NULL };
 	const struct db_range r[] = { { off, 2 * P } };
 	struct db_layout lay = db_layout(BAR1, r, 1, 0);
@@ -248,7 +251,7 @@ static void revoke_then(uint64_t off, const char *event,
 	if (fd < 0)
 		return;
 	if (db.mmap_ok) {
-		if (!db_mmap(fd, 2 * P, 0, NULL, &lay, name, &m)) {
+		if (!db_mmap(fd, 2 * P, 0, NULL, &lay, "revoked dmabuf", &m)) {
 			ktap_fail("mmap: %s", db_errno_name(errno));
 			close(fd);
 			return;
