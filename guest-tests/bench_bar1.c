@@ -117,6 +117,19 @@ static const char *errno_name(int err)
 	}
 }
 
+/* len bytes of anonymous RAM, or NULL after printing why (errno read first). */
+static void *anon_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int err = errno;
+
+	if (p != MAP_FAILED)
+		return p;
+	printf("bench-bar1-error what=\"anonymous mmap: %s\"\n", strerror(err));
+	return NULL;
+}
+
 struct target {
 	const char *name;
 	void *mem;
@@ -173,13 +186,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (src == MAP_FAILED || dst == MAP_FAILED || p == MAP_FAILED) {
-		printf("bench-bar1-error what=\"anonymous mmap: %s\"\n", strerror(errno));
+	src = anon_map(len);
+	dst = src ? anon_map(len) : NULL;
+	p = dst ? anon_map(len) : NULL;
+	if (!p)
 		return 1;
-	}
 	/* Pre-fault every RAM page so the timed copies see no page faults. */
 	for (size_t i = 0; i < len; i++)
 		src[i] = (uint8_t)(i * 131 + 7);
@@ -199,8 +210,9 @@ int main(int argc, char **argv)
 		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, dmabuf, 0);
 		if (p == MAP_FAILED) {
 			static char msg[64];
+			int err = errno;
 
-			snprintf(msg, sizeof(msg), "unsupported (%s)", errno_name(errno));
+			snprintf(msg, sizeof(msg), "unsupported (%s)", errno_name(err));
 			why = msg;
 		} else {
 			t[nt++] = (struct target){ "dmabuf", p };

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { provisionKernelHeaders } from '../qemu-configs/provision-headers.ts';
+import { checkGuestSources } from './source-checks.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -62,6 +63,7 @@ export async function buildGuestTests(opts: BuildGuestTestsOptions = {}): Promis
   const includeArgs = uapiIncludeArgs(includeDir);
 
   const sources = await scanSources();
+  await rejectUnsafeSources([...sources.programs, ...sources.helpers, ...sources.headers]);
   // Any header or helper may affect any program, so every program depends
   // on all of them (there are few, and a rebuild takes a second).
   const newestInput = Math.max(
@@ -114,6 +116,18 @@ async function scanSources(): Promise<Sources> {
     }
   }
   return sources;
+}
+
+/**
+ * The checks gcc cannot make (source-checks.ts): a guest test whose errno is stale blames the
+ * kernel for a failure it never had, so such a source is not built at all.
+ */
+async function rejectUnsafeSources(files: string[]): Promise<void> {
+  const sources = await Promise.all(
+    files.map(async (file) => ({ file: path.relative(process.cwd(), file), text: await readFile(file, 'utf8') })),
+  );
+  const problems = checkGuestSources(sources);
+  if (problems.length > 0) throw new Error(`guest test sources rejected before compiling:\n${problems.join('\n')}`);
 }
 
 async function isUpToDate(out: string, stamp: string, newestInput: number): Promise<boolean> {

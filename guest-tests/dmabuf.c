@@ -18,10 +18,10 @@
  * catches a kernel that maps the right-looking bytes to the wrong PFNs.
  * Region 0 lines are BAR0's liveness register (it reads back inverted).
  *
- * Cases live in dmabuf_export.c, dmabuf_mmap.c, dmabuf_memattr.c,
- * dmabuf_revoke.c, dmabuf_huge.c and dmabuf_lifetime.c; the helpers in
- * dmabuf_util.c and dmabuf_map.c. Which BAR1 bytes each case uses:
- * dmabuf_cases.h.
+ * Cases live in dmabuf_export.c, dmabuf_device.c, dmabuf_mmap.c,
+ * dmabuf_memattr.c, dmabuf_revoke.c, dmabuf_huge.c, dmabuf_restore.c and
+ * dmabuf_lifetime.c; the helpers in dmabuf_util.c, dmabuf_map.c and
+ * dmabuf_pat.c. Which BAR1 bytes each case uses: dmabuf_cases.h.
  */
 #include <stddef.h>
 #include <sys/mman.h>
@@ -44,6 +44,9 @@ static const struct ktap_case cases[] = {
 	{ "export_unaligned_refused", case_export_unaligned_refused },
 	{ "export_overlapping_ranges", case_export_overlapping_ranges },
 	{ "export_bad_arguments_refused", case_export_bad_arguments_refused },
+	/* the device fd's own BAR mmaps (no DMABUF feature needed) */
+	{ "device_mmap_nonzero_offset", case_device_mmap_nonzero_offset },
+	{ "device_mmap_past_end_refused", case_device_mmap_past_end_refused },
 	/* mmap of DMABUFs */
 	{ "mmap_whole_buffer", case_mmap_whole_buffer },
 	{ "mmap_bar0_registers", case_mmap_bar0_registers },
@@ -62,7 +65,7 @@ static const struct ktap_case cases[] = {
 	{ "memattr_default_nc", case_memattr_default_nc },
 	{ "memattr_set_wc", case_memattr_set_wc },
 	{ "memattr_unknown_refused", case_memattr_unknown_refused },
-	{ "memattr_wc_visible", case_memattr_wc_visible },
+	{ "memattr_wc_installed", case_memattr_wc_installed },
 	/* revoke */
 	{ "revoke_sigbus_all_mappings", case_revoke_sigbus_all_mappings },
 	{ "revoke_twice_ebadfd", case_revoke_twice_ebadfd },
@@ -74,15 +77,22 @@ static const struct ktap_case cases[] = {
 	{ "revoke_fresh_export_works", case_revoke_fresh_export_works },
 	{ "revoke_dup_fd_same_buffer", case_revoke_dup_fd_same_buffer },
 	{ "revoke_v2_ioctl", case_revoke_v2_ioctl },
+	{ "revoke_survives_memory_toggle", case_revoke_survives_memory_toggle },
+	{ "revoke_survives_reset", case_revoke_survives_reset },
 	/* huge mappings */
 	{ "huge_bar1_32m_aligned", case_huge_bar1_32m_aligned },
 	/* lifetime (the last two close the device) */
 	{ "lifetime_mapping_survives_fd_close",
 	  case_lifetime_mapping_survives_fd_close },
-	{ "lifetime_reset_revokes_and_restores",
-	  case_lifetime_reset_revokes_and_restores },
-	{ "lifetime_memory_disable_revokes_and_restores",
-	  case_lifetime_memory_disable_revokes_and_restores },
+	{ "lifetime_reset_restores_dmabuf", case_lifetime_reset_restores_dmabuf },
+	{ "lifetime_memory_disable_revokes_dmabuf",
+	  case_lifetime_memory_disable_revokes_dmabuf },
+	{ "lifetime_memory_enable_restores_dmabuf",
+	  case_lifetime_memory_enable_restores_dmabuf },
+	{ "lifetime_memory_disable_revokes_device_mmap",
+	  case_lifetime_memory_disable_revokes_device_mmap },
+	{ "lifetime_memory_enable_restores_device_mmap",
+	  case_lifetime_memory_enable_restores_device_mmap },
 	{ "lifetime_close_vfio_fds_revokes",
 	  case_lifetime_close_vfio_fds_revokes },
 	{ "lifetime_mmap_after_close_refused",

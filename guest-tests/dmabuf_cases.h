@@ -5,10 +5,12 @@
  * BAR1 is carved up so that no two cases share bytes (and every write's
  * final value is known): 1-3 MiB mmap, 3-4 MiB multi-range layout, 4-8 MiB
  * aliasing and partial munmap, 8-9 MiB memory attributes, 9-12 MiB revoke,
- * 12-13 MiB lifetime, and the huge-mapping case writes one word at
- * in-page offset 0xa00 of every page (the others use 0x100-0x4ff). No case
- * writes at in-page offsets 0 or 0xffc, where edu_plus_basic leaves its
- * pattern (bar1_pattern.h) for the host to check.
+ * 12-13 MiB lifetime, 13 MiB, 14-16 MiB and 22-24 MiB memory-disable,
+ * 18-20 MiB + 20 KiB and the last page device-fd mmaps, 26 MiB permanent
+ * revoke through a memory toggle or reset; the huge-mapping case writes one
+ * word at in-page offset 0xa00 of every page (the others use 0x100-0x5ff).
+ * No case writes at in-page offsets 0 or 0xffc, where edu_plus_basic leaves
+ * its pattern (bar1_pattern.h) for the host to check.
  */
 #ifndef EDU_PLUS_DMABUF_CASES_H
 #define EDU_PLUS_DMABUF_CASES_H
@@ -26,6 +28,10 @@ const char *case_export_out_of_range_refused(void);
 const char *case_export_unaligned_refused(void);
 const char *case_export_overlapping_ranges(void);
 const char *case_export_bad_arguments_refused(void);
+
+/* dmabuf_device.c */
+const char *case_device_mmap_nonzero_offset(void);
+const char *case_device_mmap_past_end_refused(void);
 
 /* dmabuf_mmap.c */
 const char *case_mmap_whole_buffer(void);
@@ -45,7 +51,7 @@ const char *case_partial_munmap_split(void);
 const char *case_memattr_default_nc(void);
 const char *case_memattr_set_wc(void);
 const char *case_memattr_unknown_refused(void);
-const char *case_memattr_wc_visible(void);
+const char *case_memattr_wc_installed(void);
 
 /* dmabuf_revoke.c */
 const char *case_revoke_sigbus_all_mappings(void);
@@ -58,11 +64,20 @@ const char *case_revoke_fresh_export_works(void);
 const char *case_revoke_dup_fd_same_buffer(void);
 const char *case_revoke_v2_ioctl(void);
 
-/* dmabuf_lifetime.c */
+/* dmabuf_huge.c */
 const char *case_huge_bar1_32m_aligned(void);
+
+/* dmabuf_restore.c */
+const char *case_revoke_survives_memory_toggle(void);
+const char *case_revoke_survives_reset(void);
+const char *case_lifetime_reset_restores_dmabuf(void);
+const char *case_lifetime_memory_disable_revokes_dmabuf(void);
+const char *case_lifetime_memory_enable_restores_dmabuf(void);
+const char *case_lifetime_memory_disable_revokes_device_mmap(void);
+const char *case_lifetime_memory_enable_restores_device_mmap(void);
+
+/* dmabuf_lifetime.c */
 const char *case_lifetime_mapping_survives_fd_close(void);
-const char *case_lifetime_reset_revokes_and_restores(void);
-const char *case_lifetime_memory_disable_revokes_and_restores(void);
 const char *case_lifetime_close_vfio_fds_revokes(void);
 const char *case_lifetime_mmap_after_close_refused(void);
 const char *case_cleanup(void);

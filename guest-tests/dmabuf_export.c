@@ -45,11 +45,20 @@ static void read_bar1_phys(void)
 
 const char *case_open_device(void)
 {
-	struct db_range all;
-	void *p;
-
 	if (vu_find_pci_device(DB_EDU_VENDOR, DB_EDU_DEVICE, db.bdf) ||
-	    vu_bind_vfio_pci(db.bdf) || vu_open_device(db.bdf, &db.dev) ||
+	    vu_bind_vfio_pci(db.bdf)) {
+		ktap_fail("%s", vu_error());
+		return NULL;
+	}
+	/*
+	 * PAT before vfio-pci opens the device, for comparison with
+	 * feature_probe's: opening it ioremaps every BAR (a reservation that
+	 * decides the cache mode of every later mapping, see dmabuf_pat.c).
+	 */
+	read_bar1_phys();
+	if (db.bar1_phys)
+		db_pat_diag("BAR1 before the device is opened", db.bar1_phys);
+	if (vu_open_device(db.bdf, &db.dev) ||
 	    vu_region_info(db.dev.device, BAR0, &db.bar0) ||
 	    vu_region_info(db.dev.device, BAR1, &db.bar1)) {
 		ktap_fail("%s", vu_error());
@@ -61,17 +70,16 @@ const char *case_open_device(void)
 	if (!ktap_expect_eq("BAR0 size", DB_BAR0_SIZE, db.bar0.size) ||
 	    !ktap_expect_eq("BAR1 size", DB_BAR1_SIZE, db.bar1.size))
 		return NULL;
-	/* The reference: BAR1 through the VFIO device fd, not a DMABUF fd. */
-	p = vu_mmap_region(db.dev.device, &db.bar1, 0, db.bar1.size);
-	if (!p) {
-		ktap_fail("%s", vu_error());
+	/*
+	 * The reference: all of BAR1 through the VFIO device fd (not a DMABUF
+	 * fd), placed so that it may use 2 MiB entries like any other.
+	 */
+	if (!db_mmap_device(&db.bar1, 0, db.bar1.size, "BAR1 device mmap",
+			    &db.ref)) {
+		ktap_fail("mmap of BAR1 through the device fd: %s",
+			  db_errno_name(errno));
 		return NULL;
 	}
-	all = (struct db_range){ 0, db.bar1.size };
-	db.ref = (struct db_map){ .base = p, .len = db.bar1.size,
-				  .lay = db_layout(BAR1, &all, 1, 0),
-				  .name = "BAR1 device mmap" };
-	read_bar1_phys();
 	db.opened = true;
 	return NULL;
 }
@@ -82,6 +90,9 @@ const char *case_feature_probe(void)
 		return "needs open_device";
 	/* What is missing is reported by the cases that need it, as SKIPs. */
 	db_detect_features();
+	/* vfio-pci ioremaps every BAR when it opens the device: see it. */
+	if (db.bar1_phys)
+		db_pat_diag("BAR1 with the device open", db.bar1_phys);
 	return NULL;
 }
 
@@ -186,9 +197,7 @@ const char *case_export_bar0_several_ranges(void)
 static void refused(const char *what, uint32_t region,
 		    const struct db_range *r, uint32_t nr, int expected)
 {
-	int fd = db_export(db.dev.device, region, r, nr);
-
-	db_expect_errno(what, fd, errno, expected);
+	DB_EXPECT_ERRNO(what, db_export(db.dev.device, region, r, nr), expected);
 }
 
 const char *case_export_zero_length_refused(void)
@@ -278,7 +287,6 @@ const char *case_export_bad_arguments_refused(void)
 	uint64_t p[4] = { 0 };
 	uint32_t hdr[4] = { BAR1, 0, 1 /* flags */, 1 };
 	const char *why = db_need_export();
-	int ret;
 
 	if (why)
 		return why;
@@ -286,14 +294,13 @@ const char *case_export_bad_arguments_refused(void)
 	memcpy(p, hdr, sizeof(hdr));
 	p[2] = 0;
 	p[3] = DB_PAGE;
-	ret = db_feature(db.dev.device, db.feat_dma_buf |
-			 VFIO_DEVICE_FEATURE_GET, p, sizeof(p));
-	db_expect_errno("flags 1", ret, errno, EINVAL);
+	DB_EXPECT_ERRNO("flags 1", db_feature(db.dev.device, db.feat_dma_buf |
+			VFIO_DEVICE_FEATURE_GET, p, sizeof(p)), EINVAL);
 	hdr[2] = 0;
 	memcpy(p, hdr, sizeof(hdr));
-	ret = db_feature(db.dev.device, db.feat_dma_buf |
-			 VFIO_DEVICE_FEATURE_SET, p, sizeof(p));
-	db_expect_errno("SET instead of GET", ret, errno, EINVAL);
+	DB_EXPECT_ERRNO("SET instead of GET", db_feature(db.dev.device,
+			db.feat_dma_buf | VFIO_DEVICE_FEATURE_SET, p, sizeof(p)),
+			EINVAL);
 	refused("region 6 (ROM)", VFIO_PCI_ROM_REGION_INDEX, r, 1, ENODEV);
 	refused("region 7 (config)", VFIO_PCI_CONFIG_REGION_INDEX, r, 1,
 		ENODEV);

@@ -56,37 +56,11 @@ static bool map_more(int fd, const struct db_map *like, uint64_t off,
 	return false;
 }
 
-/* Write a fresh value through m at off and check it through the reference. */
-static bool write_check(const struct db_map *m, size_t off)
-{
-	uint32_t v = db_next_value();
-
-	return db_write32(m, off, v) &&
-	       db_expect_bar1(db_bar_offset(&m->lay, off), v) &&
-	       db_expect32(m, off, v);
-}
-
-/* Write through the reference and read it back through m at off. */
-static bool ref_write_check(const struct db_map *m, size_t off)
-{
-	uint32_t v = db_next_value();
-
-	return db_write32(&db.ref, db_bar_offset(&m->lay, off), v) &&
-	       db_expect32(m, off, v);
-}
-
-/* mmap must fail with EINVAL. */
+/* mmap of a DMABUF fd must fail with EINVAL. */
 static void mmap_refused(const char *what, int fd, size_t len, uint64_t off,
 			 int flags)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, (off_t)off);
-
-	if (p != MAP_FAILED) {
-		ktap_fail("%s: mmap succeeded, expected EINVAL", what);
-		munmap(p, len);
-		return;
-	}
-	db_expect_errno(what, -1, errno, EINVAL);
+	db_expect_mmap_refused(what, fd, len, off, flags, EINVAL);
 }
 
 const char *case_mmap_whole_buffer(void)
@@ -101,10 +75,10 @@ const char *case_mmap_whole_buffer(void)
 	fd = export_map(BAR1, r, 1, 0, 16 * P, "dmabuf [1M, +64K)", &m);
 	if (fd < 0)
 		return NULL;
-	write_check(&m, 0x100);
-	write_check(&m, 5 * P + 0x104);
-	write_check(&m, 15 * P + 0x108);	/* the last page */
-	ref_write_check(&m, 7 * P + 0x10c);
+	db_write_check(&m, 0x100);
+	db_write_check(&m, 5 * P + 0x104);
+	db_write_check(&m, 15 * P + 0x108);	/* the last page */
+	db_ref_write_check(&m, 7 * P + 0x10c);
 	for (uint32_t pg = 0; pg < 16; pg++) {	/* every page agrees */
 		uint32_t a = 0, b = 0;
 
@@ -166,11 +140,11 @@ const char *case_mmap_nonzero_offset(void)
 	fd = export_map(BAR1, r, 1, 4 * P, 8 * P, "dmabuf [2M,+64K) @16K", &m);
 	if (fd < 0)
 		return NULL;
-	write_check(&m, 0x110);
-	write_check(&m, 7 * P + 0x114);
-	ref_write_check(&m, 3 * P + 0x118);
+	db_write_check(&m, 0x110);
+	db_write_check(&m, 7 * P + 0x114);
+	db_ref_write_check(&m, 3 * P + 0x118);
 	if (map_more(fd, &m, 15 * P, P, "dmabuf [2M,+64K) @60K", &last)) {
-		write_check(&last, 0x11c);
+		db_write_check(&last, 0x11c);
 		db_munmap(&last);
 	}
 	db_munmap(&m);
@@ -291,8 +265,8 @@ const char *case_alias_vfio_device_mmap(void)
 	fd = export_map(BAR1, r, 1, 0, 4 * P, "dmabuf [4M,+16K)", &m);
 	if (fd < 0)
 		return NULL;
-	write_check(&m, P + 0x300);
-	ref_write_check(&m, 2 * P + 0x304);
+	db_write_check(&m, P + 0x300);
+	db_ref_write_check(&m, 2 * P + 0x304);
 	db_munmap(&m);
 	close(fd);
 	return NULL;
@@ -379,7 +353,7 @@ const char *case_alias_overlapping_ranges(void)
 		db_expect32(&m, 2 * P + 0x330, v);
 		db_expect_bar1(base + P + 0x330, v);
 	}
-	write_check(&m, 3 * P + 0x334);		/* BAR page base + 2 */
+	db_write_check(&m, 3 * P + 0x334);		/* BAR page base + 2 */
 	db_munmap(&m);
 	close(fd);
 	return NULL;
@@ -442,9 +416,9 @@ const char *case_partial_munmap_split(void)
 	else
 		ktap_fail("/proc/self/maps: no VMAs at %p and %p after the "
 			  "split", (void *)head.base, (void *)tail.base);
-	write_check(&head, P + 0x340);
-	write_check(&tail, 0x344);		/* BAR 7M + 16K */
-	write_check(&tail, 3 * P + 0x348);
+	db_write_check(&head, P + 0x340);
+	db_write_check(&tail, 0x344);		/* BAR 7M + 16K */
+	db_write_check(&tail, 3 * P + 0x348);
 	v = 0;
 	ktap_expect(db_read32(&m, 2 * P, &v) == SIGSEGV,
 		    "the unmapped hole must fault with SIGSEGV");
@@ -453,7 +427,7 @@ const char *case_partial_munmap_split(void)
 	head.base += P;
 	head.len = P;
 	head.lay.map_off = P;
-	write_check(&head, 0x34c);
+	db_write_check(&head, 0x34c);
 	db_munmap(&head);
 	db_munmap(&tail);
 	close(fd);

@@ -22,6 +22,7 @@
 #ifndef EDU_PLUS_DMABUF_UTIL_H
 #define EDU_PLUS_DMABUF_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,10 +88,13 @@ struct db_state {
 
 extern struct db_state db;
 
-/* A skip reason with values in it (one static buffer per call site kind). */
+/* A skip reason or message with values in it (a new string every call). */
 const char *db_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* strerror-free errno names for diagnostics: "EINVAL". */
+/*
+ * strerror-free errno names for diagnostics: "EINVAL", or "errno 524" (in
+ * one of 4 buffers used in turn, so up to 4 may appear in one call).
+ */
 const char *db_errno_name(int err);
 
 /* ---- ioctls ---- */
@@ -117,8 +121,23 @@ int db_revoke_v2(int devfd, int dmabuf_fd);
 /* SET the memory attribute of a DMABUF: 0 or -1/errno. */
 int db_set_memattr(int devfd, int dmabuf_fd, uint32_t memattr);
 
-/* Expect ret == -1 with errno err; "what" names the call. */
-bool db_expect_errno(const char *what, int ret, int err, int expected);
+/*
+ * Expect call to fail with errno expected; "what" names the call. A macro so
+ * that errno is read in the statement right after call and before anything
+ * else runs: passing errno as an argument beside the call that sets it
+ * (f(call(), errno)) reads a stale errno, because C leaves the order of
+ * arguments open and gcc evaluates them right to left. build.ts rejects that
+ * shape (source-checks.ts). Evaluates to true when the errno was expected.
+ */
+#define DB_EXPECT_ERRNO(what, call, expected)				\
+	({								\
+		int db_ret_ = (call);					\
+		int db_err_ = errno;					\
+		db_check_errno((what), db_ret_, db_err_, (expected));	\
+	})
+
+/* The check behind DB_EXPECT_ERRNO: ret == -1 with err == expected. */
+bool db_check_errno(const char *what, int ret, int err, int expected);
 
 /* The DMABUF's size as the kernel reports it (lseek SEEK_END). */
 int64_t db_dmabuf_size(int fd);
@@ -140,12 +159,28 @@ uint64_t db_layout_size(const struct db_layout *lay);
 uint64_t db_bar_offset(const struct db_layout *lay, uint64_t off);
 
 /*
+ * Mappings are placed so that virtual and BAR addresses agree modulo
+ * DB_HUGE_ALIGN (a PMD's reach): the kernel may then use huge entries, and
+ * a huge entry that points at the wrong block shows in the data.
+ */
+#define DB_HUGE_ALIGN		(2u << 20)
+
+/*
  * mmap len bytes of a DMABUF fd at byte offset off (MAP_SHARED, RW), at
- * addr if non-NULL (MAP_FIXED). Fills *m and returns true; on failure
+ * addr if non-NULL (MAP_FIXED), else at an address aligned like the BAR
+ * bytes it maps (DB_HUGE_ALIGN). Fills *m and returns true; on failure
  * returns false with errno set and *m untouched.
  */
 bool db_mmap(int fd, size_t len, uint64_t off, void *addr,
 	     const struct db_layout *buf, const char *name, struct db_map *m);
+
+/*
+ * mmap len bytes of a region of the VFIO device fd, from byte bar_off of
+ * the BAR, aligned like db_mmap; the layout says BAR offset bar_off + i for
+ * mapping byte i. Returns false with errno set on failure.
+ */
+bool db_mmap_device(const struct vfio_region_info *info, uint64_t bar_off,
+		    size_t len, const char *name, struct db_map *m);
 void db_munmap(struct db_map *m);
 
 /* One guarded 32-bit access: 0, or the signal that stopped it. */
@@ -171,10 +206,41 @@ bool db_expect_bar1(uint64_t bar_off, uint32_t expected);
  */
 bool db_expect_fault(const struct db_map *m, size_t off);
 
+/*
+ * The same while the device's memory decoding is off: a write that does not
+ * fault reached no BAR memory, so it is reported without a bar-write line.
+ * The case writes the offset again once memory is back, so the host knows
+ * its last value.
+ */
+bool db_expect_fault_memory_off(const struct db_map *m, size_t off);
+
+/*
+ * mmap(NULL, len, RW, flags, fd, off) must fail with errno expected, or with
+ * any errno (printed) when expected is 0.
+ */
+bool db_expect_mmap_refused(const char *what, int fd, size_t len,
+			    uint64_t off, int flags, int expected);
+
+/*
+ * A fresh value written through m at off, then read back through the
+ * device-fd reference at the BAR offset m's layout implies and through m.
+ */
+bool db_write_check(const struct db_map *m, size_t off);
+
+/* A fresh value written through the reference, read back through m at off. */
+bool db_ref_write_check(const struct db_map *m, size_t off);
+
+/*
+ * Export [bar_off, +len) of BAR1 and map it whole (db_mmap): the DMABUF fd,
+ * or -1 after failing the case.
+ */
+int db_export_map(uint64_t bar_off, size_t len, const char *name,
+		  struct db_map *m);
+
 /* The next distinctive value to write. */
 uint32_t db_next_value(void);
 
-/* ---- PAT memory types (debugfs x86/pat_memtype_list) ---- */
+/* ---- the cache mode the kernel installs (dmabuf_pat.c, x86) ---- */
 
 #define DB_PAT_MAX 1024
 struct db_pat_entry {
@@ -187,15 +253,31 @@ struct db_pat_list {
 	struct db_pat_entry e[DB_PAT_MAX];
 };
 
+/* Read debugfs x86/pat_memtype_list (l->ok false when it is not there). */
 void db_pat_read(struct db_pat_list *l);
 
 /*
- * The memory type PAT tracks for [start, end) that was not in before: the
- * type name, "" when no new entry covers it, or "mixed" when several do.
+ * The memory type a PFN at physical address phys gets when it is put in a
+ * page table: the type of the reservation covering it (*found), else
+ * "uncached-minus", which is what the kernel's lookup gives a PFN nobody
+ * reserved (*found zeroed).
  */
-const char *db_pat_new_type(const struct db_pat_list *before,
-			    const struct db_pat_list *after, uint64_t start,
-			    uint64_t end);
+const char *db_pat_lookup(const struct db_pat_list *l, uint64_t phys,
+			  struct db_pat_entry *found);
+
+/* Print what PAT says about phys (which reservation, which cache mode). */
+void db_pat_diag(const char *what, uint64_t phys);
+
+/* Whether debugfs shows this process's page tables (CONFIG_PTDUMP_DEBUGFS). */
+bool db_ptdump_available(void);
+
+/*
+ * The cache mode of the page-table entry that maps vaddr in this process
+ * ("write-combining", "uncached-minus", ...), decoded from its PAT/PCD/PWT
+ * bits with the PAT layout the kernel logged at boot; NULL when no present
+ * entry maps vaddr. detail says what was read, for diagnostics.
+ */
+const char *db_pte_cache_mode(uintptr_t vaddr, char *detail, size_t len);
 
 /* ---- case plumbing ---- */
 

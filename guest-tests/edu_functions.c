@@ -930,9 +930,12 @@ static const char *cleanup(void)
 		t.buf = NULL;
 	}
 	if (t.bar0_map) {
-		ktap_expect(munmap((void *)t.bar0_map, t.bar0_map_len) == 0,
-			    "munmap(BAR0): %s (errno %d)", strerror(errno),
-			    errno);
+		/* errno in its own statement: see source-checks.ts. */
+		int ret = munmap((void *)t.bar0_map, t.bar0_map_len);
+		int err = errno;
+
+		ktap_expect(ret == 0, "munmap(BAR0): %s (errno %d)",
+			    strerror(err), err);
 		t.bar0_map = NULL;
 	}
 	vu_close_device(&t.dev);
