@@ -24,6 +24,12 @@ export interface RegionDescription {
    * never reach the server. Absent: every access traps (REGION_READ/WRITE).
    */
   readonly memory?: SharedMemory;
+  /**
+   * With `memory`: the parts the client may mmap (page-aligned, sorted, inside the region),
+   * advertised as sparse mmap areas. Accesses outside them trap to the device, which is how a
+   * doorbell page sits inside a RAM-like BAR. Absent: the whole region is mappable.
+   */
+  readonly mmapAreas?: readonly { readonly offset: bigint; readonly size: bigint }[];
 }
 
 export interface IrqDescription {
