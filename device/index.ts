@@ -11,6 +11,8 @@ export type {
   BarRange,
   CapabilityDeclaration,
   MsiDeclaration,
+  MsixDeclaration,
+  MsixLocation,
   PciExpressDeclaration,
   PciFunctionDeclaration,
   PowerManagementDeclaration,

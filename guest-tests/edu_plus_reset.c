@@ -46,7 +46,7 @@
 
 static struct {
 	const char *expected;		/* "flr", "pm" or NULL */
-	bool found, bound, offered, opened, reset_flag;
+	bool bound, offered, opened, reset_flag;
 	char bdf[VU_BDF_LEN];
 	char methods[128];
 	struct vu_device dev;
@@ -63,25 +63,15 @@ static bool has_word(const char *list, const char *word)
 	return false;
 }
 
-static const char *find_device(void)
+/* Find edu-plus and hand it to vfio-pci (edu_plus_basic checks each step apart). */
+static const char *find_and_bind(void)
 {
-	if (vu_find_pci_device(EDU_VENDOR, EDU_DEVICE, t.bdf)) {
+	if (vu_find_pci_device(EDU_VENDOR, EDU_DEVICE, t.bdf) ||
+	    vu_bind_vfio_pci(t.bdf)) {
 		ktap_fail("%s", vu_error());
 		return NULL;
 	}
-	t.found = true;
-	ktap_diag("BDF %s", t.bdf);
-	return NULL;
-}
-
-static const char *bind_vfio_pci(void)
-{
-	if (!t.found)
-		return "needs find_device";
-	if (vu_bind_vfio_pci(t.bdf)) {
-		ktap_fail("%s", vu_error());
-		return NULL;
-	}
+	ktap_diag("BDF %s, bound to vfio-pci", t.bdf);
 	t.bound = true;
 	return NULL;
 }
@@ -94,7 +84,7 @@ static const char *reset_method_offered(void)
 	size_t n;
 
 	if (!t.bound)
-		return "needs bind_vfio_pci";
+		return "needs find_and_bind";
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset_method",
 		 t.bdf);
 	f = fopen(path, "r");
@@ -229,8 +219,7 @@ static const char *reset_restores_power_on_state(void)
 }
 
 static const struct ktap_case cases[] = {
-	{ "find_device", find_device },
-	{ "bind_vfio_pci", bind_vfio_pci },
+	{ "find_and_bind", find_and_bind },
 	{ "reset_method_offered", reset_method_offered },
 	{ "open_device", open_device },
 	{ "reset_restores_power_on_state", reset_restores_power_on_state },

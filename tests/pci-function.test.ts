@@ -16,7 +16,8 @@ import { decodeCaps, decodeSparseAreas } from '../protocol/codec.ts';
 import { silentLogger } from '../protocol/log.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import type { DeviceHost } from '../protocol/served-device.ts';
-import { PciRegion, RegionFlags } from '../protocol/wire.ts';
+import { close, eventfdConsume, eventfdCreate } from '../protocol/native/libc.ts';
+import { IrqSetFlags, PciIrq, PciRegion, RegionFlags } from '../protocol/wire.ts';
 
 const MiB = 1n << 20n;
 const PAGE = 4096n;
@@ -45,7 +46,10 @@ function declaration(over: Partial<PciFunctionDeclaration> = {}): PciFunctionDec
   };
 }
 
-/** One scratch register in BAR0, and a doorbell that counts rings (BAR2's trapped page). */
+/**
+ * A scratch register at BAR0+0, an interrupt trigger at BAR0+4 (the value is the vector), and a
+ * doorbell that counts rings (BAR2's trapped page).
+ */
 class Sample extends PciFunction {
   scratch = 0;
   rings: { offset: number; value: bigint }[] = [];
@@ -54,7 +58,8 @@ class Sample extends PciFunction {
     return bar === 0 && offset === 0 ? BigInt(this.scratch) : BigInt(this.rings.length);
   }
   protected barWrite(bar: number, offset: number, _size: number, value: bigint): void {
-    if (bar === 0) this.scratch = Number(value);
+    if (bar === 0 && offset === 4) this.raiseInterrupt(Number(value));
+    else if (bar === 0) this.scratch = Number(value);
     else this.rings.push({ offset, value });
   }
   protected resetRegisters(cause: ResetCause): void {
@@ -81,7 +86,8 @@ async function withSample(decl: PciFunctionDeclaration, body: (c: VfioUserClient
 
 const le = (bytes: number, v: number) => {
   const b = Buffer.alloc(bytes);
-  b.writeUIntLE(v, 0, bytes);
+  if (bytes === 8) b.writeBigUInt64LE(BigInt(v));
+  else b.writeUIntLE(v, 0, bytes);
   return b;
 };
 const cfgRead = async (c: VfioUserClient, off: number, bytes: number) => Buffer.from(await c.regionRead(PciRegion.CONFIG, BigInt(off), bytes)).readUIntLE(0, bytes);
@@ -196,6 +202,43 @@ describe('PCI function layer', () => {
       await c.reset();
       assert.deepEqual(d.resets, ['device']);
       assert.equal(await cfgRead(c, 0x04, 2), 0);
+    });
+  });
+
+  it('MSI-X: capability, irq info, a table that keeps entries (masked at reset), a read-only PBA, and delivery to the wired vector', async () => {
+    const decl = declaration({
+      capabilities: [{ kind: 'msix', vectors: 4, table: { bar: 0, offset: 0x800n }, pba: { bar: 0, offset: 0xc00n } }],
+    });
+    await withSample(decl, async (c, d) => {
+      const at = (await capabilities(c)).get(0x11);
+      assert.equal(at, 0x40);
+      assert.equal(await cfgRead(c, 0x42, 2), 3, 'table size 4 (N-1)');
+      assert.equal(await cfgRead(c, 0x44, 4), 0x800, 'table at BAR0+0x800');
+      assert.equal(await cfgRead(c, 0x48, 4), 0xc00, 'PBA at BAR0+0xc00');
+      assert.equal((await c.irqInfo(PciIrq.MSIX)).count, 4);
+      const entry = (v: number, field: number) => BigInt(0x800 + v * 16 + field);
+      assert.equal(Buffer.from(await c.regionRead(0, entry(1, 12), 4)).readUInt32LE(0), 1, 'vector 1 masked at reset');
+      await c.regionWrite(0, entry(2, 0), le(8, 0xfee0_0000));
+      await c.regionWrite(0, entry(2, 8), le(4, 0x4041));
+      assert.equal(Buffer.from(await c.regionRead(0, entry(2, 8), 4)).readUInt32LE(0), 0x4041);
+      await c.regionWrite(0, 0xc00n, le(8, 0xff));
+      assert.equal(Buffer.from(await c.regionRead(0, 0xc00n, 8)).readBigUInt64LE(0), 0n, 'the PBA is read-only');
+      assert.equal(d.scratch, 0, 'table writes never reach the device');
+
+      const efd = eventfdCreate();
+      try {
+        await c.setIrqs({ flags: IrqSetFlags.DATA_EVENTFD | IrqSetFlags.ACTION_TRIGGER, index: PciIrq.MSIX, start: 2, count: 1, fds: [efd] });
+        await c.regionWrite(0, 4n, le(4, 2));
+        assert.equal(eventfdConsume(efd), 1n, 'vector 2 fired');
+        await c.regionWrite(0, 4n, le(4, 1));
+        assert.equal(eventfdConsume(efd), 0n, 'vector 1 is not wired: it falls back to INTx, not to vector 2');
+        assert.equal((await cfgRead(c, 0x06, 2)) & 0x8, 0x8, 'INTx pending instead');
+      } finally {
+        close(efd);
+      }
+      await c.reset();
+      assert.equal(Buffer.from(await c.regionRead(0, entry(2, 8), 4)).readUInt32LE(0), 0, 'reset clears the table');
+      assert.equal(Buffer.from(await c.regionRead(0, entry(2, 12), 4)).readUInt32LE(0), 1, 'and masks every vector');
     });
   });
 

@@ -8,6 +8,7 @@ import {
   CONFIG_SPACE_SIZE,
   FIRST_CAPABILITY_OFFSET,
   type MsiDeclaration,
+  type MsixDeclaration,
   type PciExpressDeclaration,
   type PowerManagementDeclaration,
 } from './declaration.ts';
@@ -26,6 +27,25 @@ export const Msi = {
   CONTROL_ENABLE: 0x0001,
   CONTROL_64BIT: 0x0080,
 } as const;
+
+/** MSI-X (PCI 3.0, 6.8.2): control at +2, table offset/BIR at +4, PBA offset/BIR at +8. */
+export const Msix = {
+  CONTROL: 2,
+  TABLE: 4,
+  PBA: 8,
+  /** MSI-X Enable and Function Mask belong to the guest; the table size is read-only. */
+  CONTROL_WRITABLE: 0xc000,
+  ENTRY_SIZE: 16,
+  /** Vector Control's Mask bit, set at reset for every entry. */
+  ENTRY_MASKED: 1,
+  VECTOR_CONTROL: 12,
+  LENGTH: 12,
+} as const;
+
+/** Bytes of a pending-bit array for `vectors`: one bit each, in whole qwords. */
+export function pbaLength(vectors: number): bigint {
+  return BigInt(Math.ceil(vectors / 64) * 8);
+}
 
 /** PCI PM 1.2, 3.2: PMC at +2, PMCSR at +4. */
 export const Pm = {
@@ -67,6 +87,8 @@ export function capabilityLength(cap: CapabilityDeclaration): number {
   switch (cap.kind) {
     case 'msi':
       return cap.address64 ? 14 : 10;
+    case 'msix':
+      return Msix.LENGTH;
     case 'pm':
       return Pm.LENGTH;
     case 'pcie':
@@ -89,6 +111,16 @@ function msiImage(cap: MsiDeclaration): CapabilityImage {
   c.mask.setUint32(Msi.ADDRESS, 0xffff_fffc, true);
   if (cap.address64) c.mask.setUint32(Msi.ADDRESS + 4, 0xffff_ffff, true);
   c.mask.setUint16(Msi.ADDRESS + (cap.address64 ? 8 : 4), 0xffff, true);
+  return c;
+}
+
+function msixImage(cap: MsixDeclaration): CapabilityImage {
+  const c = image(CapId.MSIX, Msix.LENGTH);
+  c.view.setUint16(Msix.CONTROL, cap.vectors - 1, true);
+  c.mask.setUint16(Msix.CONTROL, Msix.CONTROL_WRITABLE, true);
+  // The BAR indicator rides in the low three bits of the qword-aligned offset.
+  c.view.setUint32(Msix.TABLE, Number(cap.table.offset) | cap.table.bar, true);
+  c.view.setUint32(Msix.PBA, Number(cap.pba.offset) | cap.pba.bar, true);
   return c;
 }
 
@@ -116,6 +148,8 @@ export function capabilityImage(cap: CapabilityDeclaration): CapabilityImage {
   switch (cap.kind) {
     case 'msi':
       return msiImage(cap);
+    case 'msix':
+      return msixImage(cap);
     case 'pm':
       return pmImage(cap);
     case 'pcie':

@@ -62,7 +62,28 @@ export interface PciExpressDeclaration {
   readonly offset?: number;
 }
 
-export type CapabilityDeclaration = MsiDeclaration | PowerManagementDeclaration | PciExpressDeclaration;
+/** Where an MSI-X structure lives: a BAR and a qword-aligned offset in it. */
+export interface MsixLocation {
+  readonly bar: number;
+  readonly offset: bigint;
+}
+
+/**
+ * MSI-X (PCI 3.0, 6.8.2): the vector table (16 bytes a vector) and the pending-bit array
+ * (one bit a vector, in qwords) sit in trapped parts of BARs. A client such as QEMU emulates
+ * both itself and expresses masking with SET_IRQS; the layer keeps the table as storage for
+ * clients that read it through the device.
+ */
+export interface MsixDeclaration {
+  readonly kind: 'msix';
+  /** 1 to 2048. */
+  readonly vectors: number;
+  readonly table: MsixLocation;
+  readonly pba: MsixLocation;
+  readonly offset?: number;
+}
+
+export type CapabilityDeclaration = MsiDeclaration | MsixDeclaration | PowerManagementDeclaration | PciExpressDeclaration;
 
 export interface PciFunctionDeclaration {
   /** Short name for logs. */
@@ -114,7 +135,7 @@ export const Status = {
   CAP_LIST: 0x0010,
 } as const;
 
-export const CapId = { PM: 0x01, MSI: 0x05, EXP: 0x10 } as const;
+export const CapId = { PM: 0x01, MSI: 0x05, EXP: 0x10, MSIX: 0x11 } as const;
 
 /** Conventional config space; a function with a PCI Express capability has 4 KiB. */
 export const CONFIG_SPACE_SIZE = 256;

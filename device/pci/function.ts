@@ -2,7 +2,7 @@
  * One PCI function served over vfio-user, built from its declaration: what libvfio-user's
  * pci.c or QEMU's PCI core give a device author. It owns config space (identity, BAR sizing,
  * command/status, capabilities), the region and irq descriptions, shared memory for RAM-like
- * BARs, INTx/MSI delivery with Interrupt Disable and the Interrupt Status bit, and the reset
+ * BARs, INTx/MSI/MSI-X delivery with Interrupt Disable and the Interrupt Status bit, and the reset
  * paths (DEVICE_RESET, FLR, PM D3hot→D0). A device subclasses it and implements its BARs'
  * registers and its own reset; it never touches config bytes or interrupt lines directly.
  */
@@ -11,6 +11,7 @@ import { IrqInfoFlags, PCI_NUM_IRQS, PCI_NUM_REGIONS, PciIrq, PciRegion } from '
 import { Exp, Pm } from './capabilities.ts';
 import { PciConfigSpace } from './config-space.ts';
 import { type BarDeclaration, type BarRange, Cfg, Command, type PciFunctionDeclaration, Status } from './declaration.ts';
+import { MsixTable } from './msix-table.ts';
 import { validateDeclaration } from './validate.ts';
 
 /** Why the function went back to power-on state (shown in logs and traces). */
@@ -47,6 +48,8 @@ export abstract class PciFunction implements DeviceModel {
   /** Offsets of the PM and PCI Express capabilities, when declared. */
   private readonly pmAt: number | undefined;
   private readonly expAt: number | undefined;
+  /** The MSI-X table and PBA, when declared. */
+  private readonly msix: MsixTable | undefined;
   /** INTx wanted by the device (QEMU's pci_set_irq level); see updateIntx. */
   private intxPending = false;
   /** The line as driven: pending and not disabled by the command register. */
@@ -72,7 +75,10 @@ export abstract class PciFunction implements DeviceModel {
     if (declaration.interruptPin) irqs.push({ index: PciIrq.INTX, count: 1, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED });
     const msi = declaration.capabilities.find((c) => c.kind === 'msi');
     if (msi) irqs.push({ index: PciIrq.MSI, count: msi.vectors, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE });
+    const msix = declaration.capabilities.find((c) => c.kind === 'msix');
+    if (msix) irqs.push({ index: PciIrq.MSIX, count: msix.vectors, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE });
     this.irqs = irqs;
+    this.msix = msix && new MsixTable(msix);
   }
 
   get name(): string {
@@ -127,8 +133,15 @@ export abstract class PciFunction implements DeviceModel {
 
   // --- interrupts (QEMU's msi_notify and pci_set_irq) ---
 
-  /** An MSI edge on `vector` if MSI is on, else INTx asserted (until lowerIntx). */
+  /**
+   * An MSI-X edge on `vector` if the client wired that vector, else an MSI edge if MSI is on,
+   * else INTx asserted (until setIntx(false)). vfio-pci enables one of the three at a time.
+   */
   protected raiseInterrupt(vector = 0): void {
+    if (this.msix && this.host.interrupts.isEnabled(PciIrq.MSIX, vector)) {
+      this.host.interrupts.trigger(PciIrq.MSIX, vector);
+      return;
+    }
     if (this.msiEnabled) {
       this.host.interrupts.trigger(PciIrq.MSI, vector);
       return;
@@ -165,6 +178,7 @@ export abstract class PciFunction implements DeviceModel {
 
   read(region: number, offset: number, into: Uint8Array): void {
     if (region === PciRegion.CONFIG) return this.config.read(offset, into);
+    if (this.msix?.read(region, offset, into)) return;
     if (this.trappedBars.has(region) || this.memory.has(region)) {
       const size = into.length;
       if (size !== 1 && size !== 2 && size !== 4 && size !== 8) {
@@ -182,6 +196,7 @@ export abstract class PciFunction implements DeviceModel {
 
   write(region: number, offset: number, data: Uint8Array): void {
     if (region === PciRegion.CONFIG) return this.writeConfig(offset, data);
+    if (this.msix?.write(region, offset, data)) return;
     if (this.trappedBars.has(region) || this.memory.has(region)) {
       const size = data.length;
       if (size !== 1 && size !== 2 && size !== 4 && size !== 8) {
@@ -243,6 +258,7 @@ export abstract class PciFunction implements DeviceModel {
   protected functionReset(cause: ResetCause): void {
     this.resetRegisters(cause);
     this.config.reset();
+    this.msix?.reset();
     this.intxPending = false;
     this.updateIntx();
     this.host.trace.emit({ type: 'reset', source: cause });

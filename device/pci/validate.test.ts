@@ -105,3 +105,27 @@ describe('PCI declaration validation', () => {
     refuses(withCaps({ kind: 'msi', vectors: 64, address64: false }), 'capabilities[0].vectors', /power of two from 1 to 32/);
   });
 });
+
+describe('MSI-X declaration validation', () => {
+  const trappedBar0 = { index: 0, size: 16384n, backing: 'trapped' } as const;
+  const msix = (table: { bar: number; offset: bigint }, pba: { bar: number; offset: bigint }, vectors = 8): PciFunctionDeclaration => ({
+    ...good,
+    bars: [trappedBar0, { index: 2, size: MiB, is64: true, backing: 'memory', trappedRanges: [{ offset: 0n, size: 4096n }] }],
+    capabilities: [{ kind: 'msix', vectors, table, pba }],
+  });
+
+  it('accepts a table and PBA in a trapped BAR and in a trapped page of a RAM BAR', () => {
+    validateDeclaration(msix({ bar: 0, offset: 0x2000n }, { bar: 0, offset: 0x3000n }));
+    validateDeclaration(msix({ bar: 2, offset: 0n }, { bar: 2, offset: 0x800n }));
+  });
+
+  it('refuses a table or PBA outside its BAR, in shared memory, misaligned, in an undeclared BAR, or overlapping', () => {
+    refuses(msix({ bar: 0, offset: 0x3f80n }, { bar: 0, offset: 0n }, 16), 'capabilities[0].table.offset', /\[0x3f80, 0x4080\) does not fit in BAR0/);
+    refuses(msix({ bar: 2, offset: 0x1000n }, { bar: 0, offset: 0n }), 'capabilities[0].table', /lies in BAR2's shared memory/);
+    refuses(msix({ bar: 0, offset: 0x2004n }, { bar: 0, offset: 0n }), 'capabilities[0].table.offset', /not qword/);
+    refuses(msix({ bar: 4, offset: 0n }, { bar: 0, offset: 0n }), 'capabilities[0].table.bar', /BAR4 is not declared/);
+    refuses(msix({ bar: 0, offset: 0n }, { bar: 0, offset: 0x40n }), 'capabilities[0].pba', /overlaps the vector table/);
+    refuses(msix({ bar: 0, offset: 0n }, { bar: 0, offset: 0x4000n }), 'capabilities[0].pba.offset', /does not fit in BAR0/);
+    refuses(msix({ bar: 0, offset: 0n }, { bar: 0, offset: 0x1000n }, 4096), 'capabilities[0].vectors', /from 1 to 2048/);
+  });
+});

@@ -3,12 +3,13 @@
  * device is refused when the server starts, with the field at fault named — not discovered
  * later as a guest that cannot size a BAR or a client that maps the wrong pages.
  */
-import { capabilityLength, layoutCapabilities } from './capabilities.ts';
+import { capabilityLength, layoutCapabilities, Msix, pbaLength } from './capabilities.ts';
 import {
   type BarDeclaration,
   CONFIG_SPACE_SIZE,
   FIRST_CAPABILITY_OFFSET,
   MAX_BAR_SIZE,
+  type MsixDeclaration,
   PAGE_SIZE,
   type PciFunctionDeclaration,
 } from './declaration.ts';
@@ -86,6 +87,31 @@ function checkBars(bars: readonly BarDeclaration[]): void {
   });
 }
 
+/**
+ * An MSI-X table or PBA: inside a declared BAR, qword aligned, and trapped — the device (not
+ * shared memory) must answer for it, so it may not lie in an mmap area.
+ */
+function checkMsixStructure(field: string, where: { bar: number; offset: bigint }, length: bigint, bars: readonly BarDeclaration[]): void {
+  const bar = bars.find((b) => b.index === where.bar);
+  if (!bar) throw new PciDeclarationError(`${field}.bar`, `BAR${where.bar} is not declared (declared: ${bars.map((b) => b.index).join(', ') || 'none'})`);
+  const end = where.offset + length;
+  if (where.offset < 0n || where.offset % 8n !== 0n) throw new PciDeclarationError(`${field}.offset`, `0x${where.offset.toString(16)} is not qword (8-byte) aligned`);
+  if (end > bar.size || where.offset >= 1n << 32n) {
+    throw new PciDeclarationError(`${field}.offset`, `[0x${where.offset.toString(16)}, 0x${end.toString(16)}) does not fit in BAR${bar.index} (0x${bar.size.toString(16)} bytes)`);
+  }
+  const trapped = bar.backing === 'trapped' || (bar.trappedRanges ?? []).some((r) => where.offset >= r.offset && end <= r.offset + r.size);
+  if (!trapped) throw new PciDeclarationError(field, `lies in BAR${bar.index}'s shared memory: declare the BAR trapped or cover it with one of its trappedRanges`);
+}
+
+function checkMsix(field: string, cap: MsixDeclaration, bars: readonly BarDeclaration[]): void {
+  if (!Number.isInteger(cap.vectors) || cap.vectors < 1 || cap.vectors > 2048) throw new PciDeclarationError(`${field}.vectors`, `${cap.vectors} is not from 1 to 2048`);
+  const tableLength = BigInt(cap.vectors * Msix.ENTRY_SIZE);
+  checkMsixStructure(`${field}.table`, cap.table, tableLength, bars);
+  checkMsixStructure(`${field}.pba`, cap.pba, pbaLength(cap.vectors), bars);
+  const overlap = cap.table.bar === cap.pba.bar && cap.pba.offset < cap.table.offset + tableLength && cap.table.offset < cap.pba.offset + pbaLength(cap.vectors);
+  if (overlap) throw new PciDeclarationError(`${field}.pba`, 'overlaps the vector table');
+}
+
 function checkCapabilities(d: PciFunctionDeclaration): void {
   const offsets = layoutCapabilities(d.capabilities);
   const seen = new Set<string>();
@@ -102,6 +128,7 @@ function checkCapabilities(d: PciFunctionDeclaration): void {
     const clash = placed.find((p) => at < p.to && p.from < to);
     if (clash) throw new PciDeclarationError(`${field}.offset`, `[0x${at.toString(16)}, 0x${to.toString(16)}) overlaps ${clash.field}`);
     placed.push({ from: at, to, field });
+    if (cap.kind === 'msix') checkMsix(field, cap, d.bars);
     if (cap.kind === 'msi' && (!Number.isInteger(cap.vectors) || cap.vectors < 1 || cap.vectors > 32 || (cap.vectors & (cap.vectors - 1)) !== 0)) {
       throw new PciDeclarationError(`${field}.vectors`, `${cap.vectors} is not a power of two from 1 to 32`);
     }
