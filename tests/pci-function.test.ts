@@ -15,7 +15,7 @@ import { VfioUserClient } from '../protocol/client.ts';
 import { decodeCaps, decodeSparseAreas } from '../protocol/codec.ts';
 import { silentLogger } from '../protocol/log.ts';
 import { VfioUserServer } from '../protocol/server.ts';
-import type { DeviceHost } from '../protocol/served-device.ts';
+import type { DeviceHost, DeviceModel } from '../protocol/served-device.ts';
 import { close, eventfdConsume, eventfdCreate } from '../protocol/native/libc.ts';
 import { IrqSetFlags, PciIrq, PciRegion, RegionFlags } from '../protocol/wire.ts';
 
@@ -252,5 +252,25 @@ describe('PCI function layer', () => {
         }),
       /bars\[0\]\.is64: a 64-bit BAR takes two slots/,
     );
+  });
+
+  it('refuses, for any device, mmap areas that are not whole pages inside a shared-memory region', () => {
+    const handBuilt = (mmapAreas: { offset: bigint; size: bigint }[]) => (host: DeviceHost): DeviceModel => ({
+      name: 'hand-built',
+      numRegions: 9,
+      numIrqs: 5,
+      resettable: false,
+      regions: [{ index: 0, size: MiB, readable: true, writable: true, memory: host.allocateSharedMemory('hb', MiB), mmapAreas }],
+      irqs: [],
+      read: (_r, _o, into) => into.fill(0xff),
+      write: () => {},
+      reset: () => {},
+    });
+    const listen = (mmapAreas: { offset: bigint; size: bigint }[]) =>
+      VfioUserServer.listen({ socketPath: join(dir, `hb${n++}.sock`), device: handBuilt(mmapAreas), log: silentLogger }).close();
+    listen([{ offset: 0n, size: PAGE }, { offset: 2n * PAGE, size: MiB - 2n * PAGE }]);
+    assert.throws(() => listen([{ offset: 0x800n, size: PAGE }]), /hand-built: region 0 mmapAreas\[0\]: offset and size must be non-empty multiples of 4096/);
+    assert.throws(() => listen([{ offset: PAGE, size: PAGE }, { offset: 0n, size: PAGE }]), /mmapAreas\[1\]: areas must be in order/);
+    assert.throws(() => listen([{ offset: MiB - PAGE, size: 2n * PAGE }]), /mmapAreas\[0\]: ends at 0x101000, past the region's 0x100000 bytes/);
   });
 });
