@@ -242,7 +242,7 @@ export abstract class PciFunction implements DeviceModel {
       return;
     }
     if (now === before) return;
-    this.host.log.info(`power state D${before === 3 ? '3hot' : before} → D${now === 3 ? '3hot' : now}`);
+    this.host.log.debug(`power state D${before === 3 ? '3hot' : before} → D${now === 3 ? '3hot' : now}`);
     if (before === Pm.STATE_D3HOT && now === Pm.STATE_D0 && (value & Pm.NO_SOFT_RESET) === 0) this.functionReset('pm');
   }
 
