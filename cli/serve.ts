@@ -2,7 +2,7 @@
  * `edu-plus serve`: one edu-plus device on a Unix socket until SIGINT/SIGTERM.
  */
 import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
-import { createEduPlus, DEFAULT_BAR1_SIZE, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
+import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
@@ -32,6 +32,11 @@ Options:
   --dma-mask MASK      guest DMA addresses must fit this mask (edu's dma_mask), e.g. 0xfffffff
                        (the default: 28 bits) or 0xffffffffffffffff; transfers beyond it are refused.
   --dma-delay-ms N     delay before each DMA transfer runs (QEMU's edu takes 100 ms; default 0).
+  --reset METHOD       the reset method the guest's vfio-pci can use (VFIO_DEVICE_RESET):
+                       none (default, as QEMU's edu: no FLR or PM capability, so the guest
+                       kernel offers no reset method), flr (a PCI Express capability with
+                       Function Level Reset) or pm (a PM capability whose D3hot->D0 transition
+                       resets the function). BAR1 keeps its contents across any reset.
   -h, --help           show this help.
 
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
@@ -70,6 +75,7 @@ export async function serve(argv: string[]): Promise<number> {
     hugepages: 'boolean',
     'dma-mask': 'string',
     'dma-delay-ms': 'string',
+    reset: 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -101,6 +107,8 @@ export async function serve(argv: string[]): Promise<number> {
   if (!Number.isInteger(dmaDelayMs) || dmaDelayMs < 0 || dmaDelayMs > 60_000) {
     throw new UsageError(`--dma-delay-ms must be a whole number of milliseconds from 0 to 60000 (got "${flags['dma-delay-ms']}")`);
   }
+  const reset = (flags.reset ?? 'none') as EduResetMethod;
+  if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${flags.reset}")`);
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const log = createLogger({ level });
@@ -108,7 +116,7 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     server = VfioUserServer.listen({
       socketPath,
-      device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true }),
+      device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true, reset }),
       log,
       spinMicros: spin,
     });
@@ -117,7 +125,7 @@ export async function serve(argv: string[]): Promise<number> {
     if (err instanceof Error && !('errno' in err)) throw new UsageError(err.message);
     throw err;
   }
-  log.info(`BAR1 ${bar1Size >> 20n} MiB${flags.hugepages ? ' on 2 MiB huge pages' : ''}, dma_mask 0x${dmaMask.toString(16)}`);
+  log.info(`BAR1 ${bar1Size >> 20n} MiB${flags.hugepages ? ' on 2 MiB huge pages' : ''}, dma_mask 0x${dmaMask.toString(16)}, reset method ${reset}`);
   let traceServer: TraceServer | null = null;
   if (tracePath) {
     try {

@@ -57,11 +57,13 @@ describe('vm flags', () => {
     assert.equal(o.timeoutSeconds, 300);
     assert.equal(o.memoryMiB, 1024);
     assert.equal(o.shell, false);
+    assert.equal(o.reset, 'none');
   });
 
   it('parses every option', () => {
     const o = parseVmFlags(['--kernel', 'bz', '--modules=m', '--tests', 'a, b,a', '--iommu', 'virtio', '--no-shared-memory',
-      '--timeout', '60', '--memory', '512', '--trace', '--verbose', '--headers', 'h', '--socket-path', 's']);
+      '--timeout', '60', '--memory', '512', '--trace', '--verbose', '--headers', 'h', '--socket-path', 's', '--reset', 'flr']);
+    assert.equal(o.reset, 'flr');
     assert.deepEqual(o.tests, ['a', 'b']);
     assert.equal(o.iommu, 'virtio');
     assert.equal(o.sharedMemory, false);
@@ -82,6 +84,7 @@ describe('vm flags', () => {
       [['--shell', '--timeout', '9'], /--shell has no timeout/],
       [['--shared-memory', '--no-shared-memory'], /contradict/],
       [['bzImage'], /takes no arguments/],
+      [['--reset', 'bus'], /--reset must be none, flr, pm/],
       [['--kernal', 'x'], /unknown option --kernal; known options: --kernel/],
     ];
     for (const [argv, message] of bad) assert.throws(() => parseVmFlags(argv), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));

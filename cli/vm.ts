@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createEduPlus } from '../device/edu-plus.ts';
+import { createEduPlus, type EduResetMethod, RESET_METHODS } from '../device/edu-plus.ts';
 import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
 import { createLogger } from '../protocol/log.ts';
 import { VfioUserServer } from '../protocol/server.ts';
@@ -81,6 +81,8 @@ What to run:
   --memory MIB         guest RAM in MiB (default ${DEFAULT_MEMORY_MIB}).
   --shared-memory      guest RAM is a shared memfd, so DMA reaches the device directly (default).
   --no-shared-memory   plain guest RAM: DMA travels as DMA_READ/DMA_WRITE messages.
+  --reset METHOD       the reset the device offers the guest: none (default, as edu), flr or pm
+                       (see npm start -- --help); edu_plus_reset then resets it through vfio-pci.
   --timeout SECONDS    stop the VM after this long; counts as a failure (default ${DEFAULT_TIMEOUT_S}).
   --socket-path PATH   where the device listens (default: a new temporary directory; with
                        --print-cmdline: ${defaultSocketPath()}, where \`npm start\` listens).
@@ -125,6 +127,7 @@ const FLAGS = {
   'shared-memory': 'boolean',
   'no-shared-memory': 'boolean',
   'socket-path': 'string',
+  reset: 'string',
   help: 'boolean',
 } as const;
 
@@ -144,6 +147,7 @@ export interface VmOptions {
   memoryMiB: number;
   sharedMemory: boolean;
   socketPath?: string;
+  reset: EduResetMethod;
   help: boolean;
 }
 
@@ -163,6 +167,8 @@ export function parseVmFlags(argv: string[]): VmOptions {
   if (!/^\d+$/.test(f.memory ?? '1') || memoryMiB < 128 || memoryMiB > 65_536) {
     throw new UsageError(`--memory takes MiB, a whole number from 128 to 65536 (got "${f.memory}")`);
   }
+  const reset = (f.reset ?? 'none') as EduResetMethod;
+  if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${f.reset}")`);
   let tests: string[] | undefined;
   if (f.tests !== undefined) {
     tests = [...new Set(f.tests.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
@@ -190,6 +196,7 @@ export function parseVmFlags(argv: string[]): VmOptions {
     memoryMiB,
     sharedMemory: f['no-shared-memory'] !== true,
     socketPath: f['socket-path'],
+    reset,
     help: f.help === true,
   };
 }
@@ -339,7 +346,7 @@ export async function vm(argv: string[]): Promise<number> {
   try {
     server = VfioUserServer.listen({
       socketPath,
-      device: createEduPlus(),
+      device: createEduPlus({ reset: opts.reset }),
       log: createLogger({
         level: opts.verbose ? 'info' : 'warn',
         write: (line) => {

@@ -1,11 +1,12 @@
 /**
  * edu-plus: QEMU's educational edu device (1234:11e8) plus BAR1, 64 MiB of prefetchable 64-bit
  * RAM. BAR0 traps (every access is a REGION_READ/WRITE); BAR1 is shared memory the client maps,
- * so guest loads and stores to it never reach this process.
+ * so guest loads and stores to it never reach this process. Everything PCI (config space, BAR
+ * sizing, INTx/MSI, resets) comes from the PCI function layer in pci/; this file is edu.
  */
-import type { DeviceHost, DeviceModel, IrqDescription, RegionDescription, SharedMemory } from '../protocol/served-device.ts';
-import { IrqInfoFlags, PCI_NUM_IRQS, PCI_NUM_REGIONS, PciIrq, PciRegion } from '../protocol/wire.ts';
-import { CONFIG_SPACE_SIZE, Cfg, PciConfigSpace, msiCapability64 } from './config-space.ts';
+import type { DeviceHost } from '../protocol/served-device.ts';
+import type { CapabilityDeclaration, PciFunctionDeclaration } from './pci/declaration.ts';
+import { PciFunction, type ResetCause } from './pci/function.ts';
 import { DEFAULT_DMA_MASK, EduDmaEngine } from './edu-dma.ts';
 import { DmaCmd, EDU_BAR0_SIZE, EDU_ID, EduRegisters } from './edu-registers.ts';
 
@@ -19,9 +20,16 @@ const QEMU_SUBSYSTEM_VENDOR = 0x1af4;
 const QEMU_SUBSYSTEM_ID = 0x1100;
 
 export const DEFAULT_BAR1_SIZE = 64n << 20n;
-const COMMAND_BUS_MASTER = 0x4;
-const COMMAND_INTX_DISABLE = 0x400;
-const STATUS_INTERRUPT = 0x8;
+
+/**
+ * How a guest may reset the function through its own vfio-pci (VFIO_DEVICE_RESET):
+ * none: like edu, a conventional function without FLR or PM capabilities — the guest kernel
+ *   offers no reset method for it on a root bus;
+ * flr: a PCI Express capability with Function Level Reset;
+ * pm: a PCI Power Management capability without No_Soft_Reset (D3hot→D0 resets).
+ */
+export type EduResetMethod = 'none' | 'flr' | 'pm';
+export const RESET_METHODS: readonly EduResetMethod[] = ['none', 'flr', 'pm'];
 
 export interface EduPlusOptions {
   /** BAR1 size in bytes: a power of two, at least 1 MiB. */
@@ -32,6 +40,8 @@ export interface EduPlusOptions {
   readonly dmaDelayMs?: number;
   /** Back BAR1 with 2 MiB huge pages (the host must have them reserved). */
   readonly hugePages?: boolean;
+  /** The reset method offered to the guest (default none, as edu). */
+  readonly reset?: EduResetMethod;
 }
 
 export const MAX_BAR1_SIZE = 1n << 40n;
@@ -50,95 +60,68 @@ export function validateDmaMask(mask: bigint): void {
   }
 }
 
-export class EduPlus implements DeviceModel {
-  readonly name = 'edu-plus';
-  readonly numRegions = PCI_NUM_REGIONS;
-  readonly numIrqs = PCI_NUM_IRQS;
-  readonly resettable = true;
-  readonly regions: readonly RegionDescription[];
-  readonly irqs: readonly IrqDescription[] = [
-    { index: PciIrq.INTX, count: 1, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED },
-    { index: PciIrq.MSI, count: 1, flags: IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE },
-  ];
-  readonly config: PciConfigSpace;
+/** The reset method's capability, after edu's MSI (which keeps edu's offset, 0x40). */
+function resetCapabilities(reset: EduResetMethod): CapabilityDeclaration[] {
+  if (reset === 'pm') return [{ kind: 'pm', softReset: true }];
+  if (reset === 'flr') return [{ kind: 'pcie', flr: true }];
+  return [];
+}
+
+/** edu's PCI identity (pci_edu_realize, edu_class_init) with BAR1 and the chosen reset method. */
+export function eduPlusDeclaration(opts: EduPlusOptions = {}): PciFunctionDeclaration {
+  const reset = opts.reset ?? 'none';
+  if (!RESET_METHODS.includes(reset)) throw new RangeError(`reset method "${reset}" is not one of ${RESET_METHODS.join(', ')}`);
+  return {
+    name: 'edu-plus',
+    vendorId: EDU_VENDOR_ID,
+    deviceId: EDU_DEVICE_ID,
+    revision: EDU_REVISION,
+    classCode: EDU_CLASS_CODE,
+    subsystemVendorId: QEMU_SUBSYSTEM_VENDOR,
+    subsystemId: QEMU_SUBSYSTEM_ID,
+    interruptPin: 1,
+    bars: [
+      { index: 0, size: EDU_BAR0_SIZE, backing: 'trapped' },
+      { index: 1, size: opts.bar1Size ?? DEFAULT_BAR1_SIZE, is64: true, prefetchable: true, backing: 'memory', hugePages: opts.hugePages },
+    ],
+    // msi_init(pdev, 0, 1, true, false): one vector, 64-bit, no per-vector masking.
+    capabilities: [{ kind: 'msi', vectors: 1, address64: true }, ...resetCapabilities(reset)],
+  };
+}
+
+export class EduPlus extends PciFunction {
   readonly registers: EduRegisters;
   readonly dmaEngine: EduDmaEngine;
-  readonly bar1: SharedMemory;
-  /** INTx wanted (edu: while irq status is non-zero and MSI is off); see updateIntx. */
-  private intxPending = false;
-  /** The line as driven: pending and not disabled by the command register. */
-  private intxLevel = false;
+  readonly resetMethod: EduResetMethod;
 
-  constructor(
-    private readonly host: DeviceHost,
-    opts: EduPlusOptions = {},
-  ) {
+  constructor(host: DeviceHost, opts: EduPlusOptions = {}) {
     const bar1Size = opts.bar1Size ?? DEFAULT_BAR1_SIZE;
     validateBar1Size(bar1Size);
     if (opts.dmaMask !== undefined) validateDmaMask(opts.dmaMask);
-    this.config = new PciConfigSpace({
-      vendorId: EDU_VENDOR_ID,
-      deviceId: EDU_DEVICE_ID,
-      revision: EDU_REVISION,
-      classCode: EDU_CLASS_CODE,
-      subsystemVendorId: QEMU_SUBSYSTEM_VENDOR,
-      subsystemId: QEMU_SUBSYSTEM_ID,
-      interruptPin: 1,
-      bars: [
-        { slot: 0, size: EDU_BAR0_SIZE, is64: false, prefetchable: false },
-        { slot: 1, size: bar1Size, is64: true, prefetchable: true },
-      ],
-      capabilities: [msiCapability64()],
-    });
+    super(host, eduPlusDeclaration(opts));
+    this.resetMethod = opts.reset ?? 'none';
     this.registers = new EduRegisters({
       log: host.log,
       raiseInterrupt: () => this.assertInterrupt(),
       lowerInterrupt: () => this.releaseInterrupt(),
       startDma: () => this.startDma(),
     });
-    this.dmaEngine = new EduDmaEngine(host, opts.dmaMask ?? DEFAULT_DMA_MASK, opts.dmaDelayMs ?? 0, () => (this.config.u16(Cfg.COMMAND) & COMMAND_BUS_MASTER) !== 0);
-    this.bar1 = host.allocateSharedMemory('edu-plus-bar1', bar1Size, { hugePages: opts.hugePages });
-    this.regions = [
-      { index: PciRegion.BAR0, size: EDU_BAR0_SIZE, readable: true, writable: true },
-      // BAR1 is 64-bit, so it also takes slot 2: region 2 stays size 0.
-      { index: PciRegion.BAR1, size: bar1Size, readable: true, writable: true, memory: this.bar1 },
-      { index: PciRegion.CONFIG, size: BigInt(CONFIG_SPACE_SIZE), readable: true, writable: true },
-    ];
+    this.dmaEngine = new EduDmaEngine(host, opts.dmaMask ?? DEFAULT_DMA_MASK, opts.dmaDelayMs ?? 0, () => this.busMasterEnabled);
   }
 
-  /** The guest enabled MSI: vfio-pci wires an MSI eventfd (and tears INTx down) when it does. */
-  private get msiEnabled(): boolean {
-    return this.host.interrupts.isEnabled(PciIrq.MSI);
+  /** BAR1: RAM on the card, shared with the client. */
+  get bar1() {
+    return this.barMemory(1);
   }
 
   /** Like edu_raise_irq: an MSI edge when MSI is on, else INTx held asserted. */
   private assertInterrupt(): void {
-    if (this.msiEnabled) {
-      this.host.interrupts.trigger(PciIrq.MSI);
-      return;
-    }
-    this.intxPending = true;
-    this.updateIntx();
+    this.raiseInterrupt();
   }
 
   /** Like edu_lower_irq once the status is clear: INTx released (MSI has nothing to release). */
   private releaseInterrupt(): void {
-    this.intxPending = false;
-    this.updateIntx();
-  }
-
-  /**
-   * PCI 2.3 INTx: the status register's Interrupt Status bit shows a pending INTx, and the
-   * command register's Interrupt Disable bit keeps the line down while the bit stays set. The
-   * guest's vfio-pci relies on both (it masks INTx with the disable bit and only claims an
-   * interrupt whose status bit is set), as QEMU's PCI core provides them for its own edu.
-   */
-  private updateIntx(): void {
-    this.config.setStatusBits(STATUS_INTERRUPT, this.intxPending);
-    const level = this.intxPending && (this.config.u16(Cfg.COMMAND) & COMMAND_INTX_DISABLE) === 0;
-    if (level === this.intxLevel) return;
-    this.intxLevel = level;
-    this.host.interrupts.setLevel(PciIrq.INTX, level);
+    this.setIntx(false);
   }
 
   private startDma(): void {
@@ -149,51 +132,22 @@ export class EduPlus implements DeviceModel {
     );
   }
 
-  read(region: number, offset: number, into: Uint8Array): void {
-    if (region === PciRegion.CONFIG) return this.config.read(offset, into);
-    if (region === PciRegion.BAR0) {
-      const v = this.registers.read(offset, into.length);
-      const view = new DataView(into.buffer, into.byteOffset, into.length);
-      if (into.length === 8) view.setBigUint64(0, v, true);
-      else if (into.length === 4) view.setUint32(0, Number(v), true);
-      else for (let i = 0; i < into.length; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
-      return;
-    }
-    this.host.log.warn(`guest error: read of region ${region} which traps nothing`);
-    into.fill(0xff);
-  }
-
-  write(region: number, offset: number, data: Uint8Array): void {
-    if (region === PciRegion.CONFIG) {
-      this.config.write(offset, data);
-      // The Interrupt Disable bit gates the line.
-      if (offset <= Cfg.COMMAND + 1 && offset + data.length > Cfg.COMMAND) this.updateIntx();
-      return;
-    }
-    if (region === PciRegion.BAR0) {
-      const view = new DataView(data.buffer, data.byteOffset, data.length);
-      let v = 0n;
-      if (data.length === 8) v = view.getBigUint64(0, true);
-      else if (data.length === 4) v = BigInt(view.getUint32(0, true));
-      else for (let i = data.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
-      this.registers.write(offset, data.length, v);
-      return;
-    }
-    this.host.log.warn(`guest error: write to region ${region} which traps nothing, ignored`);
-  }
-
   /**
-   * Registers and config space return to power-on values. BAR1 keeps its contents: it models
-   * RAM on the card, which a function reset does not clear (and tests can inspect it after).
+   * BAR0 only (BAR1 is all shared memory). QEMU's memory core lets only 4- and 8-byte
+   * accesses reach edu; EduRegisters applies edu's size rules to the rest.
    */
-  reset(): void {
+  protected barRead(_bar: number, offset: number, size: number): bigint {
+    return this.registers.read(offset, size);
+  }
+
+  protected barWrite(_bar: number, offset: number, size: number, value: bigint): void {
+    this.registers.write(offset, size, value);
+  }
+
+  /** The DMA engine forgets its buffer and any transfer in flight; the registers go to zero. */
+  protected resetRegisters(_cause: ResetCause): void {
     this.dmaEngine.reset();
     this.registers.reset();
-    this.config.reset();
-    this.intxPending = false;
-    this.updateIntx();
-    this.host.trace.emit({ type: 'reset', source: 'device' });
-    this.host.log.info('reset: registers and config space back to power-on values; BAR1 contents kept');
   }
 
   /**
@@ -228,7 +182,7 @@ export class EduPlus implements DeviceModel {
       dmaCmd: r.dmaCmd,
       dmaBusy: this.dmaEngine.busy,
       msiEnabled: this.msiEnabled,
-      intxLevel: this.intxLevel,
+      intxLevel: this.intxAsserted,
     };
   }
 

@@ -1,6 +1,19 @@
 /**
- * The device-authoring face (package export "edu-plus/device"): the edu-plus model, and the
- * config-space builder a device declares its identity, BARs and capabilities with.
+ * The device-authoring face (package export "edu-plus/device"): the PCI function layer a device
+ * is declared with (pci/), and edu-plus, the device built on it.
  */
-export { EduPlus, createEduPlus, type EduPlusOptions, DEFAULT_BAR1_SIZE, MAX_BAR1_SIZE } from './edu-plus.ts';
-export { PciConfigSpace, msiCapability64, type BarSpec, type CapabilitySpec, type ConfigSpaceSpec } from './config-space.ts';
+export { EduPlus, createEduPlus, eduPlusDeclaration, type EduPlusOptions, type EduResetMethod, DEFAULT_BAR1_SIZE, MAX_BAR1_SIZE } from './edu-plus.ts';
+export { PciFunction, mmapAreas, type ResetCause } from './pci/function.ts';
+export { PciConfigSpace, barSizingMask } from './pci/config-space.ts';
+export { PciDeclarationError, validateDeclaration } from './pci/validate.ts';
+export type {
+  BarDeclaration,
+  BarRange,
+  CapabilityDeclaration,
+  MsiDeclaration,
+  MsixDeclaration,
+  MsixLocation,
+  PciExpressDeclaration,
+  PciFunctionDeclaration,
+  PowerManagementDeclaration,
+} from './pci/declaration.ts';

@@ -24,6 +24,12 @@ export interface RegionDescription {
    * never reach the server. Absent: every access traps (REGION_READ/WRITE).
    */
   readonly memory?: SharedMemory;
+  /**
+   * With `memory`: the parts the client may mmap (page-aligned, sorted, inside the region),
+   * advertised as sparse mmap areas. Accesses outside them trap to the device, which is how a
+   * doorbell page sits inside a RAM-like BAR. Absent: the whole region is mappable.
+   */
+  readonly mmapAreas?: readonly { readonly offset: bigint; readonly size: bigint }[];
 }
 
 export interface IrqDescription {
@@ -113,3 +119,25 @@ export interface DeviceModel {
 }
 
 export type DeviceFactory = (host: DeviceHost) => DeviceModel;
+
+const PAGE = 4096n;
+
+/**
+ * What the server checks of a device's description when it starts, whoever built the device:
+ * mmap areas must be whole pages, in order, inside their region, and only on shared memory —
+ * a client maps them page by page from the region's fd. Throws an Error naming the field.
+ */
+export function checkRegionDescriptions(device: Pick<DeviceModel, 'name' | 'regions'>): void {
+  for (const r of device.regions) {
+    if (!r.mmapAreas) continue;
+    const field = `${device.name}: region ${r.index} mmapAreas`;
+    if (!r.memory) throw new Error(`${field}: only a region with shared memory can be mapped`);
+    let end = 0n;
+    r.mmapAreas.forEach((a, i) => {
+      if (a.size <= 0n || a.offset % PAGE !== 0n || a.size % PAGE !== 0n) throw new Error(`${field}[${i}]: offset and size must be non-empty multiples of ${PAGE}`);
+      if (a.offset < end) throw new Error(`${field}[${i}]: areas must be in order and must not overlap`);
+      end = a.offset + a.size;
+      if (end > r.size) throw new Error(`${field}[${i}]: ends at 0x${end.toString(16)}, past the region's 0x${r.size.toString(16)} bytes`);
+    });
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
 import { Connection } from './connection.ts';
-import type { DeviceFactory, DeviceModel, SharedMemory } from './served-device.ts';
+import { checkRegionDescriptions, type DeviceFactory, type DeviceModel, type SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
 import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
@@ -77,6 +77,12 @@ export class VfioUserServer {
         return mem;
       },
     });
+    try {
+      checkRegionDescriptions(this.device);
+    } catch (err) {
+      this.releaseMemory();
+      throw err;
+    }
     irqs = new IrqTable(this.device.irqs, this.trace);
     this.irqs = irqs;
     this.migration = new Migration(this.device, opts.log.child('migration'));

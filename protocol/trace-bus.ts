@@ -18,7 +18,7 @@ export type TraceEvent =
       path?: 'direct' | 'messages';
       error?: string;
     }
-  | { type: 'reset'; source: 'client' | 'device' }
+  | { type: 'reset'; source: 'client' | 'device' | 'flr' | 'pm' }
   | { type: 'dma-map' | 'dma-unmap'; address: bigint; size: bigint; withFd?: boolean; count?: number }
   | { type: 'log'; level: 'warn' | 'error' | 'info'; message: string };
 

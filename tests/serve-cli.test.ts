@@ -59,9 +59,13 @@ describe('edu-plus serve (the npm start command)', () => {
     const r = spawnSync(process.execPath, cli(['serve', '--sockets', 'x']), { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /unknown option --sockets; known options: --socket-path/);
+    const reset = spawnSync(process.execPath, cli(['serve', '--reset', 'bus']), { encoding: 'utf8' });
+    assert.equal(reset.status, 2);
+    assert.match(reset.stderr, /--reset must be none, flr, pm \(got "bus"\)/);
     const h = spawnSync(process.execPath, cli(['serve', '--help']), { encoding: 'utf8' });
     assert.equal(h.status, 0);
     assert.match(h.stdout, /--socket-path PATH/);
+    assert.match(h.stdout, /--reset METHOD/);
   });
 });
 

@@ -28,12 +28,23 @@ function traceValue(data: Uint8Array): bigint | Uint8Array {
   return v;
 }
 
+/**
+ * Whether shared memory serves [offset, offset+count): the region is RAM-like and the access
+ * lies inside one of its mmap areas. Everything else traps to the device.
+ */
+function inMemory(region: RegionDescription, offset: bigint, count: number): boolean {
+  if (!region.memory) return false;
+  if (!region.mmapAreas) return true;
+  const end = offset + BigInt(count);
+  return region.mmapAreas.some((a) => offset >= a.offset && end <= a.offset + a.size);
+}
+
 function write(ctx: HandlerContext, region: RegionDescription, offset: bigint, data: Uint8Array): void {
   ctx.stats.count(ctx.stats.regionWrites, region.index);
   if (ctx.trace.active) {
     ctx.trace.emit({ type: 'region-write', region: region.index, offset: Number(offset), size: data.byteLength, value: traceValue(data) });
   }
-  if (region.memory) region.memory.bytes(Number(offset), data.byteLength).set(data);
+  if (inMemory(region, offset, data.byteLength)) region.memory!.bytes(Number(offset), data.byteLength).set(data);
   else ctx.device.write(region.index, Number(offset), data);
 }
 
@@ -44,7 +55,7 @@ export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
   ctx.stats.count(ctx.stats.regionReads, req.region);
   const offset = Number(req.offset);
   let data: Uint8Array;
-  if (region.memory) data = new Uint8Array(region.memory.bytes(offset, req.count));
+  if (inMemory(region, req.offset, req.count)) data = new Uint8Array(region.memory!.bytes(offset, req.count));
   else ctx.device.read(req.region, offset, (data = new Uint8Array(req.count)));
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-read', region: req.region, offset, size: req.count, value: traceValue(data) });
   return { body: encodeRegionAccess({ offset: req.offset, region: req.region, count: req.count, data }) };

@@ -44,8 +44,9 @@ export function regionInfo(ctx: HandlerContext, frame: Frame): HandlerResult {
   if (!region) return { body: encodeRegionInfo({ ...base, flags: 0, size: 0n }) };
   const flags = (region.readable ? RegionFlags.READ : 0) | (region.writable ? RegionFlags.WRITE : 0);
   if (!region.memory) return { body: encodeRegionInfo({ ...base, flags, size: region.size }) };
-  // Shared memory: mmappable through one fd, with a sparse-mmap capability covering it all.
-  const cap = encodeSparseMmapCap([{ offset: 0n, size: region.size }]);
+  // Shared memory: mmappable through one fd, over the areas the device declared (the whole
+  // region unless some pages trap, e.g. a doorbell inside a RAM BAR).
+  const cap = encodeSparseMmapCap(region.mmapAreas ?? [{ offset: 0n, size: region.size }]);
   const needed = REGION_INFO_SIZE + cap.byteLength;
   if (req.argsz < needed) {
     // Too small for the capability: say how much is needed and send neither caps nor fd;

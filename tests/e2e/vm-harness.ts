@@ -19,8 +19,11 @@ export interface TestVm {
   readonly initrd: string;
 }
 
-/** Provisions (cached after the first run) and builds an initramfs running `tests` in order. */
-export async function provisionTestVm(opts: { tests: string[]; name?: string }): Promise<TestVm> {
+/**
+ * Provisions (cached after the first run) and builds an initramfs running `tests` in order, or
+ * `commands` when given (e.g. a test with arguments: `/tests/edu_plus_reset pm`).
+ */
+export async function provisionTestVm(opts: { tests: string[]; name?: string; commands?: string[] }): Promise<TestVm> {
   const [qemu, kernel, built] = await Promise.all([provisionQemu(), provisionKernel(), buildGuestTests()]);
   const files = opts.tests.map((name) => {
     const bin = built.binaries.find((b) => b.name === name);
@@ -32,7 +35,7 @@ export async function provisionTestVm(opts: { tests: string[]; name?: string }):
     kernel,
     modules: ['vfio-pci', 'vfio_iommu_type1'],
     files,
-    init: defaultInit({ commands: opts.tests.map((name) => `/tests/${name}`) }),
+    init: defaultInit({ commands: opts.commands ?? opts.tests.map((name) => `/tests/${name}`) }),
     output: initrd,
   });
   return { qemu, kernel, initrd };
