@@ -1,7 +1,7 @@
 /*
  * edu_plus_basic.c - first guest test: the edu-plus device (1234:11e8) is
  * found, binds to vfio-pci, opens through a type1 container, reports the
- * regions the register map promises (/work/shared/notes/edu-plus-device.md),
+ * regions the register map promises (the README, "The device"),
  * and its BARs work through mmap and through pread/pwrite.
  *
  * Each case states its prerequisite and SKIPs when it is missing, so one
