@@ -248,7 +248,7 @@ export function judgeModules(reports: readonly ModuleReport[], expected: readonl
     const tree = r.taint.includes('O') ? 'out-of-tree' : 'in-tree';
     const from = e === undefined ? 'not packed by edu-plus'
       : e.origin === 'override' ? `built from ${opts.vfioSrc ?? 'the developer tree'} (${e.source})`
-      : `${opts.developerModules ? '' : 'stock, '}${e.source}`;
+      : opts.developerModules && opts.vfioSrc === undefined ? `${e.origin}/ of your --modules, ${e.source}` : `stock, ${e.source}`;
     lines.push(`${r.name.padEnd(width)}  ${tree} (taint ${r.taint || '-'})  ${r.file}  <- ${from}`);
     lines.push(`${''.padEnd(width)}  build-id ${shortId(r.buildId)}  srcversion ${r.srcversion}  vermagic ${r.vermagic || '?'}`);
     if (r.params.length > 0) lines.push(`${''.padEnd(width)}  parameters ${r.params.join(', ')}`);

@@ -22,10 +22,11 @@ import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-ker
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
+import { ModuleBuildError, checkVfioTree, prepareVfioSrc } from '../qemu-configs/vfio-src-build.ts';
 import { formatEvent } from '../trace/format.ts';
 import { UsageError, parseFlags } from './flags.ts';
 import { defaultSocketPath } from './serve.ts';
-import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
+import { EXIT_FAIL, EXIT_PASS, type ExpectedModule, TEST_BEGIN, TEST_END, formatVerdict, judge, judgeModules, parseModuleReports, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
 const DEFAULT_MEMORY_MIB = 1024;
@@ -69,6 +70,23 @@ Your kernel:
   --headers DIR        build the guest tests against your kernel's UAPI: DIR as given to
                        \`make headers_install INSTALL_HDR_PATH=DIR\` (DIR/include/linux/vfio.h).
                        Default: Debian's 7.3 UAPI headers (provisioned). Binaries are cached per DIR.
+  Modules resolve like modprobe: updates/ and extra/ before kernel/, depmod's modules.dep when
+  present; two files of one module at the same rank (x.ko next to x.ko.xz) are an error.
+
+Your vfio-pci, on the stock kernel (the out-of-tree loop):
+  --vfio-src TREE      build drivers/vfio/pci of the Linux source tree TREE (the same version as
+                       the guest kernel, 7.3.4) against the provisioned kernel's own build files
+                       (Debian's linux-headers/linux-kbuild of that release and the gcc-14 it was
+                       built with, provisioned privately on first use), and run the tests with your
+                       vfio-pci-core.ko and vfio-pci.ko in place of the stock ones. The tree is only
+                       read: drivers/vfio/pci and include/{,uapi/}linux/vfio*.h are mirrored into
+                       the cache, so a rebuild after an edit compiles only what changed. The guest
+                       tests are compiled against the tree's UAPI headers where they differ.
+                       Changes outside those files need your own kernel (--kernel). Not with
+                       --kernel, --modules or --headers.
+
+Every run prints which file each loaded vfio module came from (in-tree or out-of-tree, build ID,
+vermagic), and fails when a module you gave or built is not the one the guest runs.
 
 What to run:
   --tests LIST         test programs to run, comma-separated, in that order. Default: all, i.e.
@@ -114,6 +132,7 @@ const FLAGS = {
   modules: 'string',
   initrd: 'string',
   headers: 'string',
+  'vfio-src': 'string',
   tests: 'string',
   shell: 'boolean',
   iommu: 'string',
@@ -134,6 +153,8 @@ export interface VmOptions {
   modules?: string;
   initrd?: string;
   headers?: string;
+  /** A kernel tree whose drivers/vfio/pci the out-of-tree loop builds. */
+  vfioSrc?: string;
   tests?: string[];
   shell: boolean;
   iommu: 'intel' | 'virtio';
@@ -175,9 +196,15 @@ export function parseVmFlags(argv: string[]): VmOptions {
     throw new UsageError('--kernel needs its modules: --modules DIR (DIR as given to make modules_install INSTALL_MOD_PATH=DIR), ' +
       '--initrd FILE (an initramfs that holds them), or --modules none if vfio, vfio_iommu_type1 and vfio-pci are built in');
   }
+  const vfioSrc = f['vfio-src'];
+  if (vfioSrc !== undefined && (f.kernel !== undefined || f.modules !== undefined || f.headers !== undefined)) {
+    throw new UsageError('--vfio-src builds vfio-pci for the provisioned Debian kernel and takes the UAPI headers from TREE: ' +
+      'drop --kernel/--modules/--headers (for your own kernel, build the modules there and pass --kernel with --modules)');
+  }
   return {
     kernel: f.kernel,
     modules: f.modules,
+    vfioSrc,
     initrd: f.initrd,
     headers: f.headers,
     tests,
@@ -215,6 +242,8 @@ interface Prepared {
   kernel: GuestKernel;
   tests: string[];
   initrd: string;
+  /** The VFIO modules the initramfs carries, to check against what the guest loaded. */
+  packed: ExpectedModule[];
 }
 
 /** Provisions QEMU and the kernel, builds the tests and the initramfs. */
@@ -228,6 +257,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     }
     if (opts.headers !== undefined) includeDir = findHeadersInclude(opts.headers);
     if (opts.initrd !== undefined) await concatInitramfs(opts.initrd, Buffer.alloc(0));
+    if (opts.vfioSrc !== undefined) await checkVfioTree(opts.vfioSrc, (await provisionKernel()).version);
   } catch (err) {
     if (err instanceof KernelInputError) throw new UsageError(err.message);
     throw err;
@@ -238,6 +268,11 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
       (custom.hasModules ? `, modules ${k.modulesDir}` : opts.initrd !== undefined ? ', modules from --initrd' : ', modules built in'));
   }
 
+  let vfioSrc: Awaited<ReturnType<typeof prepareVfioSrc>> | undefined;
+  if (opts.vfioSrc !== undefined) {
+    vfioSrc = await prepareVfioSrc(opts.vfioSrc, (await provisionKernel()).version);
+    includeDir = vfioSrc.includeDir;
+  }
   const testsDir = includeDir === undefined
     ? undefined
     : join(cacheDir(), 'guest-tests-headers', createHash('sha256').update(includeDir).digest('hex').slice(0, 16));
@@ -263,14 +298,15 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
   const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand)];
   const key = createHash('sha256')
-    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests]))
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, vfioSrc?.build.buildDir]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir(), 'images', 'vm');
   const ours = join(dir, `${kernel.version}-${key}.cpio.gz`);
-  await buildInitramfs({
+  const summary = await buildInitramfs({
     kernel,
     modules: withModules ? modules : [],
+    moduleOverrides: vfioSrc?.build.modules,
     files: tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })),
     init: defaultInit({ modules: loadModules, commands }),
     output: ours,
@@ -284,7 +320,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     await rename(`${initrd}.tmp-${process.pid}`, initrd);
     step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
   }
-  return { qemu, kernel, tests, initrd };
+  return { qemu, kernel, tests, initrd, packed: summary.packed };
 }
 
 /** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
@@ -307,7 +343,15 @@ export async function vm(argv: string[]): Promise<number> {
     return 0;
   }
   const step = progress('vm');
-  const prepared = await prepare(opts, step);
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(opts, step);
+  } catch (err) {
+    // A compile error in the developer's tree: the compiler's words, no stack trace of ours.
+    if (!(err instanceof ModuleBuildError)) throw err;
+    console.error(`edu-plus: ${err.message}`);
+    return EXIT_FAIL;
+  }
   const { qemu, kernel, tests, initrd } = prepared;
 
   const tempDir = opts.socketPath === undefined && !opts.printCmdline ? mkdtempSync(join(tmpdir(), 'edu-plus-vm-')) : undefined;
@@ -362,7 +406,7 @@ export async function vm(argv: string[]): Promise<number> {
   }
   try {
     if (opts.shell) return await runShell(qemu, args, tests, step);
-    return await runTests(opts, qemu, args, tests, step, serverLog);
+    return await runTests(opts, qemu, args, tests, step, serverLog, prepared.packed);
   } finally {
     unsubscribe?.();
     if (server.hasClient) await Promise.race([server.clientGone(), new Promise((r) => setTimeout(r, 2000))]);
@@ -378,6 +422,7 @@ async function runTests(
   tests: string[],
   step: ReturnType<typeof progress>,
   serverLog: string[],
+  packed: ExpectedModule[],
 ): Promise<number> {
   step.info(`booting (${kvmUsable() ? 'KVM' : 'TCG'}, ${opts.memoryMiB} MiB, ${opts.iommu}-iommu, ` +
     `${opts.sharedMemory ? 'shared' : 'private'} guest RAM; timeout ${opts.timeoutSeconds} s)`);
@@ -429,6 +474,14 @@ async function runTests(
     initSeen: run.initMs !== undefined,
     doneSeen: run.doneMs !== undefined,
   });
+  const provenance = judgeModules(parseModuleReports(run.lines), packed, {
+    developerModules: opts.modules !== undefined || opts.vfioSrc !== undefined,
+    vfioSrc: opts.vfioSrc,
+  });
+  if (provenance.problems.length > 0) {
+    verdict.problems.push(...provenance.problems);
+    verdict.exitCode = EXIT_FAIL;
+  }
   if (interrupted) {
     verdict.problems.push('interrupted (Ctrl-C)');
     verdict.exitCode = EXIT_FAIL;
@@ -450,7 +503,7 @@ async function runTests(
   }
   step.done(`QEMU exited (${run.signal ?? `status ${run.exitCode}`}) after ${(run.durationMs / 1000).toFixed(1)} s; ` +
     `/init at ${run.initMs === undefined ? '-' : `${(run.initMs / 1000).toFixed(1)} s`}`);
-  for (const line of formatVerdict(verdict)) console.log(line);
+  for (const line of [...provenance.lines, ...formatVerdict(verdict)]) console.log(line);
   return verdict.exitCode;
 }
 
