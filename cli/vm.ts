@@ -120,9 +120,11 @@ Exit code:
   0  all pass: every test program ran to its end, nothing failed, at least one case passed
      (skips are allowed only if something passed);
   1  any failure: a \`not ok\`, a missing result, a test program that crashed or never ran, a
-     guest kernel panic or oops, a timeout, or a VM that did not boot;
+     guest kernel panic or oops, a timeout, a VM that did not boot, a vfio module you gave
+     or built that is not the one the guest runs, or a --vfio-src tree that does not compile;
   2  wrong usage: an unknown option or value, a missing kernel, modules, initrd or headers, or
-     modules of another release than the kernel (the message says what to pass);
+     modules of another release than the kernel, a --vfio-src TREE that is not a kernel tree
+     or not of the guest kernel's version (the message says what to pass);
   4  everything skipped: no case passed and none failed.
 With --shell: 0 when the VM powered off normally.`;
 }

@@ -41,3 +41,12 @@ export function explain(t: { diagnostic(msg: string): void }, r: CliRun): void {
   for (const line of r.stderr.split('\n').slice(-40)) t.diagnostic(`stderr| ${line}`);
   for (const line of r.stdout.split('\n').slice(-40)) t.diagnostic(`stdout| ${line}`);
 }
+
+/** Asserts a run exited 0 with a PASS verdict and the given per-program lines (explaining the run otherwise). */
+export function assertPassed(t: { diagnostic(msg: string): void }, r: CliRun, programs: Record<string, string>): void {
+  if (r.status !== 0) explain(t, r);
+  assert.equal(r.status, 0);
+  const s = summary(r.stdout);
+  assert.equal(s.announced, 0);
+  for (const [name, line] of Object.entries(programs)) assert.equal(s.programs.get(name), line);
+}
