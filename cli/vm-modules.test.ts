@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildIdNote } from '../qemu-configs/fake-module.ts';
+import { UsageError } from './flags.ts';
+import { parseVmFlags } from './vm.ts';
 import { type ExpectedModule, judgeModules, parseModuleReports } from './vm-report.ts';
 
 const STOCK_ID = 'aa'.repeat(20);
@@ -47,4 +49,11 @@ test('a developer module that never loaded fails the run; a stock run without VF
   assert.match(out.problems[0]!, /vfio_pci: your updates\/edu-plus\/vfio-pci\.ko was packed but the guest did not load it/);
   assert.match(out.lines.join('\n'), /NOT LOADED/);
   assert.deepEqual(judgeModules([], [], { developerModules: false }), { lines: [], problems: [] });
+});
+
+test('--vfio-src takes no --kernel, --modules or --headers: it builds for the provisioned kernel from the tree', () => {
+  assert.equal(parseVmFlags(['--vfio-src', '/src/linux']).vfioSrc, '/src/linux');
+  for (const other of [['--kernel', 'bzImage', '--modules', 'none'], ['--headers', '/tmp/h']]) {
+    assert.throws(() => parseVmFlags(['--vfio-src', '/src/linux', ...other]), (e: Error) => e instanceof UsageError && /drop --kernel\/--modules\/--headers/.test(e.message));
+  }
 });
