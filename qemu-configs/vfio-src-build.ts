@@ -99,8 +99,8 @@ interface MirrorManifest {
 }
 
 /**
- * Makes `dest` hold the same files as the listed source directories: a file is copied (mtime
- * kept) only when its size or mtime differ, and files that disappeared from the source are
+ * Makes `dest` hold the same files as the listed source directories: a file is copied only
+ * when its size or mtime differ from the last mirror's record, and files that disappeared from the source are
  * removed from `dest`; build products kbuild left in `dest` are never touched. Returns how many
  * files changed.
  */
@@ -123,7 +123,10 @@ async function mirror(sources: { from: string; to: string; filter?: (name: strin
       if (prev !== undefined && prev.size === st.size && prev.mtimeMs === st.mtimeMs && existsSync(target)) continue;
       await mkdir(dirname(target), { recursive: true });
       await copyFile(src, target);
-      await utimes(target, st.atime, st.mtime);
+      // A first copy keeps the source's mtime. A file that changed since the last build keeps
+      // the copy's (now): its source mtime may be older than the objects built from the old
+      // version (cp -p, a restored backup), and kbuild would then skip recompiling it.
+      if (prev === undefined) await utimes(target, st.atime, st.mtime);
       changed += 1;
     }
   }
