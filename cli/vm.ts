@@ -21,6 +21,7 @@ import { buildInitramfs } from '../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
+import { ModuleResolutionError } from '../qemu-configs/module-index.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
 import { ModuleBuildError, checkVfioTree, prepareVfioSrc } from '../qemu-configs/vfio-src-build.ts';
 import { formatEvent } from '../trace/format.ts';
@@ -74,16 +75,12 @@ Your kernel:
   present; two files of one module at the same rank (x.ko next to x.ko.xz) are an error.
 
 Your vfio-pci, on the stock kernel (the out-of-tree loop):
-  --vfio-src TREE      build drivers/vfio/pci of the Linux source tree TREE (the same version as
-                       the guest kernel, 7.3.4) against the provisioned kernel's own build files
-                       (Debian's linux-headers/linux-kbuild of that release and the gcc-14 it was
-                       built with, provisioned privately on first use), and run the tests with your
-                       vfio-pci-core.ko and vfio-pci.ko in place of the stock ones. The tree is only
-                       read: drivers/vfio/pci and include/{,uapi/}linux/vfio*.h are mirrored into
-                       the cache, so a rebuild after an edit compiles only what changed. The guest
-                       tests are compiled against the tree's UAPI headers where they differ.
-                       Changes outside those files need your own kernel (--kernel). Not with
-                       --kernel, --modules or --headers.
+  --vfio-src TREE      build drivers/vfio/pci of the Linux tree TREE (the guest kernel's version)
+                       with that kernel's Debian build files and gcc-14 (provisioned on first use)
+                       and test with your vfio-pci-core.ko/vfio-pci.ko instead of the stock ones;
+                       the guest tests use TREE's UAPI. TREE is only read (drivers/vfio/pci and the
+                       vfio*.h headers are mirrored to the cache; rebuilds are incremental). See
+                       the README's kernel-developer section. Not with --kernel/--modules/--headers.
 
 Every run prints which file each loaded vfio module came from (in-tree or out-of-tree, build ID,
 vermagic), and fails when a module you gave or built is not the one the guest runs.
@@ -349,7 +346,9 @@ export async function vm(argv: string[]): Promise<number> {
   try {
     prepared = await prepare(opts, step);
   } catch (err) {
-    // A compile error in the developer's tree: the compiler's words, no stack trace of ours.
+    // An ambiguous modules tree is wrong input (exit 2); a compile error in the developer's
+    // tree fails the run with the compiler's words, no stack trace of ours.
+    if (err instanceof ModuleResolutionError) throw new UsageError(err.message);
     if (!(err instanceof ModuleBuildError)) throw err;
     console.error(`edu-plus: ${err.message}`);
     return EXIT_FAIL;
@@ -476,14 +475,9 @@ async function runTests(
     initSeen: run.initMs !== undefined,
     doneSeen: run.doneMs !== undefined,
   });
-  const provenance = judgeModules(parseModuleReports(run.lines), packed, {
-    developerModules: opts.modules !== undefined || opts.vfioSrc !== undefined,
-    vfioSrc: opts.vfioSrc,
-  });
-  if (provenance.problems.length > 0) {
-    verdict.problems.push(...provenance.problems);
-    verdict.exitCode = EXIT_FAIL;
-  }
+  const provenance = judgeModules(parseModuleReports(run.lines), packed, { developerModules: opts.modules !== undefined || opts.vfioSrc !== undefined, vfioSrc: opts.vfioSrc });
+  verdict.problems.push(...provenance.problems);
+  if (provenance.problems.length > 0) verdict.exitCode = EXIT_FAIL;
   if (interrupted) {
     verdict.problems.push('interrupted (Ctrl-C)');
     verdict.exitCode = EXIT_FAIL;
