@@ -12,10 +12,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { cacheDir } from '../../qemu-configs/cache.ts';
+import { provisionKernel } from '../../qemu-configs/provision-kernel.ts';
 import { provisionLinuxSource } from '../../qemu-configs/provision-linux-source.ts';
 import { assertPassed, explain, runVmCli } from './cli-run.ts';
 
@@ -54,6 +57,33 @@ describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours
   const tree = join(cacheDir(), 'test-trees', 'vfio-src-loop');
   const copied = ['drivers/vfio/pci', 'include/uapi/linux/vfio.h'];
   const token = `edu_plus_loop_${randomBytes(4).toString('hex')}`;
+
+  it('wrong input exits 2 saying what is wrong: not a kernel tree, another version, an ambiguous --modules tree', async (t) => {
+    const source = await provisionLinuxSource();
+    const kernel = await provisionKernel();
+    const scratch = mkdtempSync(join(tmpdir(), 'edu-plus-loop-input-'));
+    t.after(() => rmSync(scratch, { recursive: true, force: true }));
+    const notTree = await runVmCli(['--vfio-src', join(source.dir, 'drivers/vfio/pci')]);
+    assert.equal(notTree.status, 2);
+    assert.match(notTree.stderr, /is not a Linux kernel tree .* not drivers\/vfio\/pci itself/);
+    // The same tree claiming another sublevel: a symlinked copy with its own Makefile.
+    const older = join(scratch, 'older');
+    workingTree(source.dir, older, ['Makefile']);
+    edit(join(older, 'Makefile'), '\nSUBLEVEL = 4\n', '\nSUBLEVEL = 1\n');
+    const mismatch = await runVmCli(['--vfio-src', older]);
+    assert.equal(mismatch.status, 2);
+    assert.match(mismatch.stderr, /is Linux 7\.3\.1, but the guest kernel is 7\.3\.4\S* \(Linux 7\.3\.4\)/);
+    // A modules_install tree with vfio-pci twice in updates/ (.ko and .ko.xz).
+    const release = join(scratch, 'mods/lib/modules', kernel.version);
+    cpSync(kernel.modulesDir, release, { recursive: true, filter: (src) => !src.endsWith('vmlinuz.unsigned') });
+    mkdirSync(join(release, 'updates'));
+    cpSync(join(release, 'kernel/drivers/vfio/pci/vfio-pci.ko.xz'), join(release, 'updates/vfio-pci.ko.xz'));
+    assert.equal(spawnSync('sh', ['-c', 'xz -dc "$0" > "$1"', join(release, 'updates/vfio-pci.ko.xz'), join(release, 'updates/vfio-pci.ko')]).status, 0);
+    const ambiguous = await runVmCli(['--kernel', kernel.vmlinuz, '--modules', join(scratch, 'mods')]);
+    if (ambiguous.status !== 2) explain(t, ambiguous);
+    assert.equal(ambiguous.status, 2);
+    assert.match(ambiguous.stderr, /module vfio_pci is ambiguous in .*: updates\/vfio-pci\.ko and updates\/vfio-pci\.ko\.xz have the same priority/);
+  });
 
   it('a compile error in the tree fails with the compiler\'s message and no boot', async (t) => {
     const source = await provisionLinuxSource();
