@@ -8,9 +8,9 @@
  * client only, every request error becomes an `ok: false` reply, and a subscriber that reads
  * too slowly loses events (and is told how many) instead of growing our memory.
  */
-import { removeStaleSocket } from '../protocol/socket-file.ts';
+import { removeStaleSocket, withPrivateUmask } from '../protocol/socket-file.ts';
 import { checksumMemory } from '../protocol/offload.ts';
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/served-device.ts';
 import type { Logger } from '../protocol/log.ts';
@@ -92,18 +92,14 @@ class TraceChannel implements TraceServer {
     return new Promise((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException) => reject(err);
       this.net.once('error', failed);
-      this.net.listen(this.opts.socketPath, () => {
-        this.net.off('error', failed);
-        try {
-          chmodSync(this.opts.socketPath, 0o600);
-        } catch (err) {
-          this.net.close();
-          reject(err);
-          return;
-        }
-        this.opts.log.info(`trace channel listening on ${this.opts.socketPath}`);
-        resolve();
-      });
+      // Node binds a path synchronously inside listen(): the file is born 0600.
+      withPrivateUmask(() =>
+        this.net.listen(this.opts.socketPath, () => {
+          this.net.off('error', failed);
+            this.opts.log.info(`trace channel listening on ${this.opts.socketPath}`);
+          resolve();
+        }),
+      );
     });
   }
 
