@@ -188,6 +188,19 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
 
+  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
+  // device and its client (the log rate limit keeps a repeating one from flooding).
+  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
+  // Signal handlers before the "serving" line: whoever starts us may stop us as soon as it reads it.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info(`${signal} received, shutting down`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');
   console.log(`  ${attachLine(socketPath)}`);
@@ -196,17 +209,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
   console.log('Stop with Ctrl-C.');
 
-  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
-  // device and its client (the log rate limit keeps a repeating one from flooding).
-  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received, shutting down`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await stopped;
   await traceServer?.close();
   server.close();
   await closeOffload();

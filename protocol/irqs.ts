@@ -169,6 +169,7 @@ export class IrqTable implements InterruptLines {
         if (action === IrqSetFlags.ACTION_TRIGGER) {
           if (v.trigger !== null) closeQuietly([v.trigger]);
           v.trigger = fd;
+          v.lossLogged = false;
         } else {
           this.setResample(req.index, req.start + i, v, fd);
         }
@@ -208,6 +209,7 @@ export class IrqTable implements InterruptLines {
       if (v.trigger !== null) closeQuietly([v.trigger]);
       v.trigger = null;
       v.masked = false;
+      v.lossLogged = false;
     });
   }
 
