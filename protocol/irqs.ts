@@ -8,7 +8,7 @@
  * the device still holds the line asserted it fires again. An eventfd cannot carry a
  * de-assert, so lowering the line only stops the re-firing.
  *
- * QEMU quirks accepted on purpose (../shared/notes/vfio-user-protocol.md): INTx MASK/UNMASK
+ * QEMU quirks accepted on purpose (seen from its vfio-user client): INTx MASK/UNMASK
  * arrive even when MASKABLE is not advertised, and for KVM INTx an UNMASK with DATA_EVENTFD
  * (the resample fd) is followed by an UNMASK with DATA_NONE.
  */

@@ -6,7 +6,7 @@
  * functions that throw a SyscallError carrying the call's name and errno. Pointers (mmap
  * addresses) leave this module only as opaque bigints; `viewOf` is the one way to touch them.
  *
- * Hazard (see ../shared/notes/koffi-and-node.md): a view over mapped memory stays valid only
+ * Hazard: a view over mapped memory stays valid only
  * while the mapping exists. Callers own a mapping in one place and never keep views past munmap.
  */
 import koffi from 'koffi';
@@ -417,17 +417,16 @@ export function memfdCreate(name: string, size: bigint, opts: { hugePages?: bool
 }
 
 /**
- * Reads up to into.byteLength bytes of fd at `offset` (positional: the file offset is not
- * used). Returns the bytes read: fewer at end of file. A copy through the kernel, so a file
- * that shrinks under us gives a short count, never a fault.
+ * One positional transfer of all of `buf` (pread or pwrite: the file offset is not used),
+ * retrying short counts and EINTR. Returns the bytes moved: fewer only at end of file (read).
  */
-export function pread(fd: number, into: Uint8Array, offset: bigint): number {
+function positional(call: typeof c.pread, name: string, fd: number, buf: Uint8Array, offset: bigint): number {
   let done = 0;
-  while (done < into.byteLength) {
-    const n = Number(c.pread(fd, into.subarray(done), into.byteLength - done, offset + BigInt(done)));
+  while (done < buf.byteLength) {
+    const n = Number(call(fd, buf.subarray(done), buf.byteLength - done, offset + BigInt(done)));
     if (n < 0) {
       if (koffi.errno() === EINTR) continue;
-      fail('pread', `fd ${fd}`);
+      fail(name, `fd ${fd}`);
     }
     if (n === 0) break;
     done += n;
@@ -435,18 +434,17 @@ export function pread(fd: number, into: Uint8Array, offset: bigint): number {
   return done;
 }
 
-/** Writes all of `data` to fd at `offset` (positional), retrying short writes. */
+/**
+ * Reads up to into.byteLength bytes of fd at `offset`; fewer at end of file. A copy through the
+ * kernel, so a file that shrinks under us gives a short count, never a fault.
+ */
+export function pread(fd: number, into: Uint8Array, offset: bigint): number {
+  return positional(c.pread, 'pread', fd, into, offset);
+}
+
+/** Writes all of `data` to fd at `offset` (a write that makes no progress is an error). */
 export function pwrite(fd: number, data: Uint8Array, offset: bigint): void {
-  let done = 0;
-  while (done < data.byteLength) {
-    const n = Number(c.pwrite(fd, data.subarray(done), data.byteLength - done, offset + BigInt(done)));
-    if (n < 0) {
-      if (koffi.errno() === EINTR) continue;
-      fail('pwrite', `fd ${fd}`);
-    }
-    if (n === 0) fail('pwrite', `fd ${fd} accepted no bytes`);
-    done += n;
-  }
+  if (positional(c.pwrite, 'pwrite', fd, data, offset) < data.byteLength) fail('pwrite', `fd ${fd} accepted no bytes`);
 }
 
 /** Maps `length` bytes of fd at `offset` shared. Returns the address as an opaque bigint. */
