@@ -8,7 +8,9 @@
 import assert from 'node:assert/strict';
 import { DEFAULT_CLIENT_LIMITS } from '../../protocol/client-limits.ts';
 import { GUEST_RAM_SEALS, close, connectUnix, eventfdCreate, eventfdSignal, memfdCreate, setNonBlocking } from '../../protocol/native/libc.ts';
+import { connect as connectNet } from 'node:net';
 import { TraceClient } from '../../trace/trace-client.ts';
+import { encodeFrame } from '../../trace/wire.ts';
 import { BAR0, BAR1, Cmd, IrqFlags, RawAttacker, Reg, body, startSizeFlipper } from './attacker.ts';
 import { BOUND } from './recovery.ts';
 import { type Footprint, type ServerProcess, withTimeout } from './server-process.ts';
@@ -300,6 +302,30 @@ export const ATTACKS: readonly Attack[] = [
       assert.ok(during.fds - baseline.fds <= cap, `300 waiting connections made the server hold ${during.fds - baseline.fds} more fds (bound ${cap})`);
       for (const fd of fds) close(fd);
       owner.close();
+    },
+  },
+  {
+    group: 'clients',
+    title: 'a trace client that queues checksums of all of BAR1 and 16 MiB reads without reading starves nobody',
+    name: 'trace flood',
+    async run(server, baseline) {
+      const socket = connectNet(server.tracePath);
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      socket.pause(); // never read a reply
+      socket.on('error', () => {});
+      for (let id = 0; id < 300; id++) {
+        const op = id % 2 ? { op: 'read-region', region: BAR1, offset: 0, length: 16 * MiB } : { op: 'checksum-region', region: BAR1, offset: 0, length: 64 * MiB };
+        socket.write(encodeFrame({ id, ...op }));
+      }
+      await sleep(2000);
+      await traceAnswers(server);
+      const device = await nextClient(server);
+      assert.equal(device.readReg(0, 4), 0x010000edn, 'the device is served during the flood');
+      device.close();
+      const growth = (server.footprint().rssKiB - baseline.rssKiB) / 1024;
+      // The backlog bound (8 MiB) plus one 16 MiB reply in the making, and the workers' buffers.
+      assert.ok(growth <= BOUND.rssMiB + 64, `the server grew ${growth.toFixed(0)} MiB while a trace client held its replies`);
+      socket.destroy();
     },
   },
 ];

@@ -4,6 +4,7 @@
  * bound of what it had before the attack.
  */
 import assert from 'node:assert/strict';
+import { TraceClient } from '../../trace/trace-client.ts';
 import { EDU_ID, type Footprint, ServerProcess } from './server-process.ts';
 
 /**
@@ -33,9 +34,19 @@ function within(now: Footprint, baseline: Footprint): boolean {
   return now.fds <= baseline.fds + BOUND.fds && now.rssKiB - baseline.rssKiB <= BOUND.rssMiB * 1024;
 }
 
-/** The server's footprint once a first client has come and gone (lazy allocations done). */
+/**
+ * The server's footprint once a first client has come and gone and the trace channel has run a
+ * checksum (lazy allocations done, and the checksum worker threads started: each holds a few
+ * fds of its own event loop, until it has idled for 30 s).
+ */
 export async function warmBaseline(server: ServerProcess): Promise<Footprint> {
   assert.equal(await server.probe(), EDU_ID);
+  const trace = await TraceClient.connect(server.tracePath);
+  try {
+    await Promise.all([trace.checksumRegion(1, 0, 4096), trace.checksumRegion(1, 4096, 4096)]);
+  } finally {
+    trace.close();
+  }
   await new Promise((r) => setTimeout(r, 300));
   return server.footprint();
 }
