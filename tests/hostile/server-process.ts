@@ -24,6 +24,8 @@ export interface Footprint {
   /** Lines of /proc/PID/maps. */
   readonly maps: number;
   readonly rssKiB: number;
+  /** The part of rssKiB that is shared memory: BAR1's pages once touched (64 MiB at most). */
+  readonly shmemKiB: number;
   /** User plus system CPU time so far, in seconds. */
   readonly cpuSeconds: number;
 }
@@ -112,6 +114,7 @@ export class ServerProcess {
       fds: readdirSync(`/proc/${this.pid}/fd`).length,
       maps: readFileSync(`/proc/${this.pid}/maps`, 'utf8').split('\n').filter(Boolean).length,
       rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      shmemKiB: Number(/RssShmem:\s+(\d+)/.exec(status)?.[1] ?? 0),
       cpuSeconds: (Number(fields[11]) + Number(fields[12])) / USER_HZ,
     };
   }

@@ -14,7 +14,8 @@
 import { parseFlags, UsageError } from '../../cli/flags.ts';
 import { EDU_ID, type Footprint, ServerProcess } from './server-process.ts';
 import { ATTACKS } from './attacks.ts';
-import { BOUND } from './recovery.ts';
+import { BOUND, warmBaseline } from './recovery.ts';
+import { TraceClient } from '../../trace/trace-client.ts';
 import { bootGuestTests, provisionTestVm, type TestVm } from '../e2e/vm-harness.ts';
 
 interface Sample extends Footprint {
@@ -44,11 +45,20 @@ async function main(argv: string[]): Promise<number> {
   const record = (cycle: number, what: string, ok: boolean) => {
     const s = { cycle, seconds: (Date.now() - t0) / 1000, what, ok, ...server.footprint() };
     samples.push(s);
-    console.log(`${String(cycle).padStart(5)} ${s.seconds.toFixed(0).padStart(6)} s  fds ${String(s.fds).padStart(4)}  maps ${String(s.maps).padStart(5)}  RSS ${(s.rssKiB / 1024).toFixed(1).padStart(7)} MiB  ${ok ? 'ok  ' : 'FAIL'} ${what}`);
+    console.log(
+      `${String(cycle).padStart(5)} ${s.seconds.toFixed(0).padStart(6)} s  fds ${String(s.fds).padStart(4)}  maps ${String(s.maps).padStart(5)}  ` +
+        `RSS ${(s.rssKiB / 1024).toFixed(1).padStart(6)} MiB (shared ${(s.shmemKiB / 1024).toFixed(1).padStart(5)})  ${ok ? 'ok  ' : 'FAIL'} ${what}`,
+    );
   };
   console.log(`soak: server pid ${server.pid} on ${server.socketPath} for ${seconds} s${vm ? '' : ' (no VM)'}`);
-  console.log('cycle   time   descriptors  mappings  resident memory   step');
-  record(0, 'start', (await server.probe()) === EDU_ID);
+  console.log('cycle   time   descriptors  mappings  resident memory (of it shared: BAR1 pages touched)   step');
+  // The state the server settles in under use: checksum workers started (their event loops
+  // hold fds) and every BAR1 page touched (reading a memfd hole allocates the page).
+  await warmBaseline(server);
+  const trace = await TraceClient.connect(server.tracePath);
+  await trace.checksumRegion(1, 0, 64 << 20);
+  trace.close();
+  record(0, 'start (warm: workers up, BAR1 touched)', (await server.probe()) === EDU_ID);
   let cycle = 0;
   let failures = 0;
   let boots = 0;
@@ -61,7 +71,11 @@ async function main(argv: string[]): Promise<number> {
       boots++;
       const passed = run.ktap.results.length > 0 && run.ktap.results.every((r) => r.ok);
       const ok = cut ? true : passed;
-      if (!ok) failures++;
+      if (!ok) {
+        failures++;
+        const failed = run.ktapLines.filter((l) => /not ok|^\s*# /.test(l)).slice(-12);
+        console.log(`      guest: ${failed.join('\n      guest: ') || '(no KTAP)'}\n      console tail: ${run.vm.lines.slice(-6).join(' | ')}`);
+      }
       record(cycle, cut ? 'QEMU killed 4 s into boot' : `QEMU boot, edu_plus_basic ${passed ? 'passed' : 'FAILED'}`, ok);
     }
     const attack = ATTACKS[(cycle - 1) % ATTACKS.length]!;
@@ -97,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`  fds  start ${samples[0]!.fds}, after cycle 1 ${first.fds}, end ${last.fds}, max ${max('fds')}`);
   console.log(`  maps start ${samples[0]!.maps}, after cycle 1 ${first.maps}, end ${last.maps}, max ${max('maps')}`);
   console.log(`  RSS  start ${(samples[0]!.rssKiB / 1024).toFixed(1)} MiB, after cycle 1 ${(first.rssKiB / 1024).toFixed(1)} MiB, end ${(last.rssKiB / 1024).toFixed(1)} MiB, max ${(max('rssKiB') / 1024).toFixed(1)} MiB`);
+  console.log(`  shared (BAR1) start ${(samples[0]!.shmemKiB / 1024).toFixed(1)} MiB, end ${(last.shmemKiB / 1024).toFixed(1)} MiB`);
   const bounded = fdGrowth <= BOUND.fds && rssGrowth <= BOUND.rssMiB;
   console.log(`  growth since the start: ${fdGrowth} fds (bound ${BOUND.fds}), ${rssGrowth.toFixed(1)} MiB RSS (bound ${BOUND.rssMiB} MiB): ${bounded ? 'within' : 'BEYOND'} bounds`);
   const code = await server.stop();
