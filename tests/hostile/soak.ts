@@ -66,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
   while (Date.now() - t0 < seconds * 1000 && server.alive) {
     cycle++;
     if (vm) {
+      // QEMU is refused (EBUSY) while the last attacker or probe is still being released.
+      await untilNoClient(server);
       const cut = cycle % 2 === 0;
       const run = await bootGuestTests(vm, { socketPath: server.socketPath, timeoutMs: cut ? 4000 : 120_000 });
       boots++;
@@ -116,6 +118,16 @@ async function main(argv: string[]): Promise<number> {
   console.log(`  growth since the start: ${fdGrowth} fds (bound ${BOUND.fds}), ${rssGrowth.toFixed(1)} MiB RSS (bound ${BOUND.rssMiB} MiB): ${bounded ? 'within' : 'BEYOND'} bounds`);
   const code = await server.stop();
   return failures === 0 && bounded && code === 0 ? 0 : 1;
+}
+
+/** Waits (up to 10 s) until the server reports no connected client on its trace channel. */
+async function untilNoClient(server: ServerProcess): Promise<void> {
+  const trace = await TraceClient.connect(server.tracePath);
+  try {
+    for (let i = 0; i < 100 && (await trace.stats()).connected; i++) await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    trace.close();
+  }
 }
 
 main(process.argv.slice(2)).then(
