@@ -5,7 +5,9 @@ import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
 import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
+import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { ensurePrivateDir } from '../protocol/socket-file.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
@@ -17,8 +19,10 @@ Serves one edu-plus PCI device (QEMU's edu, 1234:11e8, plus a 64 MiB prefetchabl
 over vfio-user on a Unix socket, and prints the QEMU option that attaches it.
 
 Options:
-  --socket-path PATH   where to listen (default: ${defaultSocketPath()}).
-                       A stale socket file left by a dead server is replaced; a live one is an error.
+  --socket-path PATH   where to listen (default: ${defaultSocketPath()}; without
+                       $XDG_RUNTIME_DIR, a directory /tmp/edu-plus-UID that must be ours and 0700).
+                       The socket is created mode 0600. A stale socket file left by a dead server
+                       is replaced; a live one is an error.
   --log-level LEVEL    debug | info | warn | error (default: info). debug logs every DMA map.
   --spin-us N          after each burst of requests keep polling the socket for N microseconds
                        before sleeping (default: 20; 0 sleeps at once). Trades CPU for latency.
@@ -38,6 +42,19 @@ Options:
                        Function Level Reset) or pm (a PM capability whose D3hot->D0 transition
                        resets the function). BAR1 keeps its contents across any reset.
   -h, --help           show this help.
+
+Limits on what one client can make the server hold (a client that ignores them is slowed
+down or closed, never the server):
+  --max-queued-bytes SIZE   unread replies per client before its requests wait unread
+                            (default ${DEFAULT_CLIENT_LIMITS.maxQueuedBytes >> 20}M)
+  --max-queued-replies N    the same, counted in messages (default ${DEFAULT_CLIENT_LIMITS.maxQueuedMessages})
+  --max-queued-fds N        descriptors held by unread replies, e.g. BAR1 fds of
+                            GET_REGION_INFO replies (default ${DEFAULT_CLIENT_LIMITS.maxQueuedFds})
+  --idle-timeout-ms N       a client that sends no VERSION, a refused one that says nothing, and one
+                            that half-closed without reading its last replies are closed after N ms
+                            (default ${DEFAULT_CLIENT_LIMITS.idleTimeoutMs})
+  --max-migration-bytes SIZE  migration data accepted in RESUMING (default ${DEFAULT_CLIENT_LIMITS.maxMigrationBytes >> 20}M)
+  --max-refusing N          refused connections kept open at once to answer EBUSY (default ${DEFAULT_CLIENT_LIMITS.maxRefusing})
 
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
   -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem
@@ -59,9 +76,43 @@ function parseInteger(text: string, flag: string): bigint {
   return BigInt(text.trim());
 }
 
+/** $XDG_RUNTIME_DIR (private to the user by design), else a private directory of ours in /tmp. */
+export function defaultSocketDir(): { dir: string; ours: boolean } {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  if (runtime) return { dir: runtime, ours: false };
+  return { dir: `/tmp/edu-plus-${process.getuid?.() ?? 'user'}`, ours: true };
+}
+
 export function defaultSocketPath(): string {
-  const dir = process.env.XDG_RUNTIME_DIR || '/tmp';
-  return `${dir}/edu-plus.sock`;
+  return `${defaultSocketDir().dir}/edu-plus.sock`;
+}
+
+/** A whole number flag within [min, max]. */
+function parseCount(text: string | undefined, flag: string, fallback: number, min: number, max: number, unit = ''): number {
+  if (text === undefined) return fallback;
+  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number${unit} from ${min} to ${max} (got "${text}")`);
+  return n;
+}
+
+function parseByteLimit(text: string | undefined, flag: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = parseSize(text, flag);
+  if (n < 4096n || n > 1n << 32n) throw new UsageError(`${flag} must be from 4K to 4G (got "${text}")`);
+  return Number(n);
+}
+
+function parseClientLimits(flags: Record<string, string | boolean | string[] | undefined>): ClientLimits {
+  const d = DEFAULT_CLIENT_LIMITS;
+  const str = (k: string) => flags[k] as string | undefined;
+  return {
+    maxQueuedBytes: parseByteLimit(str('max-queued-bytes'), '--max-queued-bytes', d.maxQueuedBytes),
+    maxQueuedMessages: parseCount(str('max-queued-replies'), '--max-queued-replies', d.maxQueuedMessages, 1, 1 << 20),
+    maxQueuedFds: parseCount(str('max-queued-fds'), '--max-queued-fds', d.maxQueuedFds, 1, 4096),
+    idleTimeoutMs: parseCount(str('idle-timeout-ms'), '--idle-timeout-ms', d.idleTimeoutMs, 100, 600_000, ' of milliseconds'),
+    maxMigrationBytes: parseByteLimit(str('max-migration-bytes'), '--max-migration-bytes', d.maxMigrationBytes),
+    maxRefusing: parseCount(str('max-refusing'), '--max-refusing', d.maxRefusing, 0, 1024),
+  };
 }
 
 export async function serve(argv: string[]): Promise<number> {
@@ -76,6 +127,12 @@ export async function serve(argv: string[]): Promise<number> {
     'dma-mask': 'string',
     'dma-delay-ms': 'string',
     reset: 'string',
+    'max-queued-bytes': 'string',
+    'max-queued-replies': 'string',
+    'max-queued-fds': 'string',
+    'idle-timeout-ms': 'string',
+    'max-migration-bytes': 'string',
+    'max-refusing': 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -109,7 +166,9 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const reset = (flags.reset ?? 'none') as EduResetMethod;
   if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${flags.reset}")`);
+  const clientLimits = parseClientLimits(flags);
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
+  if (flags['socket-path'] === undefined && defaultSocketDir().ours) ensurePrivateDir(defaultSocketDir().dir);
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const log = createLogger({ level });
   let server: VfioUserServer;
@@ -119,6 +178,7 @@ export async function serve(argv: string[]): Promise<number> {
       device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true, reset }),
       log,
       spinMicros: spin,
+      clientLimits,
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.
@@ -136,6 +196,19 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
 
+  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
+  // device and its client (the log rate limit keeps a repeating one from flooding).
+  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
+  // Signal handlers before the "serving" line: whoever starts us may stop us as soon as it reads it.
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info(`${signal} received, shutting down`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');
   console.log(`  ${attachLine(socketPath)}`);
@@ -144,14 +217,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
   console.log('Stop with Ctrl-C.');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received, shutting down`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await stopped;
   await traceServer?.close();
   server.close();
   await closeOffload();
