@@ -13,9 +13,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { cacheDir } from '../../qemu-configs/cache.ts';
 import { provisionKernel } from '../../qemu-configs/provision-kernel.ts';
@@ -25,10 +25,12 @@ import { assertPassed, explain, runVmCli } from './cli-run.ts';
 /**
  * A developer's tree without copying 1.8 GB: symbolic links to the pristine tree, except the
  * paths to `copied` files and directories, which are real copies (mtimes kept) that the test
- * may change. It lives at a fixed place in the cache so the loop's build directory, keyed by
- * the tree's path, is reused and warm runs stay incremental.
+ * may change. Made once per `dir` and `copied` (a marker records them).
  */
 function workingTree(pristine: string, dir: string, copied: string[]): void {
+  const marker = join(dir, '.edu-plus-working-tree');
+  const wanted = JSON.stringify({ pristine, copied });
+  if (existsSync(marker) && readFileSync(marker, 'utf8') === wanted) return;
   rmSync(dir, { recursive: true, force: true });
   const link = (rel: string): void => {
     const inside = copied.filter((c) => c === rel || c.startsWith(`${rel}/`));
@@ -44,19 +46,43 @@ function workingTree(pristine: string, dir: string, copied: string[]): void {
   };
   mkdirSync(dir, { recursive: true });
   for (const entry of readdirSync(pristine)) link(entry);
+  writeFileSync(marker, wanted);
 }
 
-/** Replaces `before` by `after` in a file of the working tree; fails loudly if the anchor moved. */
-function edit(file: string, before: string, after: string): void {
-  const text = readFileSync(file, 'utf8');
-  assert.ok(text.includes(before), `${file} no longer contains ${JSON.stringify(before)}: adjust the test's change`);
-  writeFileSync(file, text.replace(before, after));
+/** `text` with `before` replaced by `after`; fails loudly if the anchor moved. */
+function changed(text: string, before: string, after: string): string {
+  assert.ok(text.includes(before), `the pristine tree no longer contains ${JSON.stringify(before)}: adjust the test's change`);
+  return text.replace(before, after);
+}
+
+/**
+ * Gives the working tree's copy of `rel` the pristine content, changed by `change`, writing it
+ * only when it differs: an untouched file keeps its mtime, so the loop's rebuild stays
+ * incremental across runs (the tree lives at a fixed place in the cache, and so does the
+ * loop's build directory, keyed by the tree's path).
+ */
+function setFile(pristine: string, dir: string, rel: string, change: (text: string) => string = (t) => t): void {
+  const want = change(readFileSync(join(pristine, rel), 'utf8'));
+  if (readFileSync(join(dir, rel), 'utf8') !== want) writeFileSync(join(dir, rel), want);
 }
 
 describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours, built and run in the guest', { timeout: 40 * 60_000 }, () => {
   const tree = join(cacheDir(), 'test-trees', 'vfio-src-loop');
   const copied = ['drivers/vfio/pci', 'include/uapi/linux/vfio.h'];
   const token = `edu_plus_loop_${randomBytes(4).toString('hex')}`;
+
+  /** The working tree: pristine drivers/vfio/pci except vfio_pci.c changed by `change`, and our UAPI define. */
+  async function prepareTree(change: (text: string) => string): Promise<string> {
+    const source = await provisionLinuxSource();
+    workingTree(source.dir, tree, copied);
+    for (const rel of readdirSync(join(source.dir, 'drivers/vfio/pci'), { recursive: true, encoding: 'utf8' })) {
+      const path = `drivers/vfio/pci/${rel}`;
+      if (statSync(join(source.dir, path)).isFile()) setFile(source.dir, tree, path, path === 'drivers/vfio/pci/vfio_pci.c' ? change : undefined);
+    }
+    // A UAPI change the guest tests must be compiled against (a new define changes no ABI).
+    setFile(source.dir, tree, 'include/uapi/linux/vfio.h', (text) => changed(text, '#define VFIO_API_VERSION', '#define EDU_PLUS_LOOP_UAPI_MARK 1\n#define VFIO_API_VERSION'));
+    return source.dir;
+  }
 
   it('wrong input exits 2 saying what is wrong: not a kernel tree, another version, an ambiguous --modules tree', async (t) => {
     const source = await provisionLinuxSource();
@@ -69,13 +95,22 @@ describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours
     // The same tree claiming another sublevel: a symlinked copy with its own Makefile.
     const older = join(scratch, 'older');
     workingTree(source.dir, older, ['Makefile']);
-    edit(join(older, 'Makefile'), '\nSUBLEVEL = 4\n', '\nSUBLEVEL = 1\n');
+    setFile(source.dir, older, 'Makefile', (text) => changed(text, '\nSUBLEVEL = 4\n', '\nSUBLEVEL = 1\n'));
     const mismatch = await runVmCli(['--vfio-src', older]);
     assert.equal(mismatch.status, 2);
     assert.match(mismatch.stderr, /is Linux 7\.3\.1, but the guest kernel is 7\.3\.4\S* \(Linux 7\.3\.4\)/);
     // A modules_install tree with vfio-pci twice in updates/ (.ko and .ko.xz).
     const release = join(scratch, 'mods/lib/modules', kernel.version);
-    cpSync(kernel.modulesDir, release, { recursive: true, filter: (src) => !src.endsWith('vmlinuz.unsigned') });
+    // Only the VFIO part of the stock tree (and its top-level files): resolution fails on
+    // vfio_pci before anything else is read.
+    const wanted = ['kernel/drivers/vfio', 'kernel/virt'];
+    cpSync(kernel.modulesDir, release, {
+      recursive: true,
+      filter: (src) => {
+        const rel = relative(kernel.modulesDir, src);
+        return !rel.endsWith('vmlinuz.unsigned') && (!rel.startsWith('kernel') || wanted.some((w) => w.startsWith(rel) || rel.startsWith(w)));
+      },
+    });
     mkdirSync(join(release, 'updates'));
     cpSync(join(release, 'kernel/drivers/vfio/pci/vfio-pci.ko.xz'), join(release, 'updates/vfio-pci.ko.xz'));
     assert.equal(spawnSync('sh', ['-c', 'xz -dc "$0" > "$1"', join(release, 'updates/vfio-pci.ko.xz'), join(release, 'updates/vfio-pci.ko')]).status, 0);
@@ -86,9 +121,7 @@ describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours
   });
 
   it('a compile error in the tree fails with the compiler\'s message and no boot', async (t) => {
-    const source = await provisionLinuxSource();
-    workingTree(source.dir, tree, copied);
-    edit(join(tree, 'drivers/vfio/pci/vfio_pci.c'), 'static bool nointxmask;', 'static bool nointxmask = not_declared_anywhere;');
+    await prepareTree((text) => changed(text, 'static bool nointxmask;', 'static bool nointxmask = not_declared_anywhere;'));
     const r = await runVmCli(['--vfio-src', tree, '--tests', 'edu_plus_basic']);
     if (r.status !== 1) explain(t, r);
     assert.equal(r.status, 1);
@@ -98,12 +131,8 @@ describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours
   });
 
   it('the changed vfio-pci runs in the guest (out of tree, its build ID, our parameter) and the tests pass', async (t) => {
-    const source = await provisionLinuxSource();
-    workingTree(source.dir, tree, copied);
-    const vfioPci = join(tree, 'drivers/vfio/pci/vfio_pci.c');
-    edit(vfioPci, 'static bool nointxmask;', `static bool nointxmask;\nstatic int ${token} = 1;\nmodule_param(${token}, int, 0444);\nMODULE_PARM_DESC(${token}, "edu-plus out-of-tree loop test marker");`);
-    // A UAPI change the guest tests must be compiled against (a new define changes no ABI).
-    edit(join(tree, 'include/uapi/linux/vfio.h'), '#define VFIO_API_VERSION', '#define EDU_PLUS_LOOP_UAPI_MARK 1\n#define VFIO_API_VERSION');
+    const pristine = await prepareTree((text) => changed(text, 'static bool nointxmask;',
+      `static bool nointxmask;\nstatic int ${token} = 1;\nmodule_param(${token}, int, 0444);\nMODULE_PARM_DESC(${token}, "edu-plus out-of-tree loop test marker");`));
 
     const started = performance.now();
     const r = await runVmCli(['--vfio-src', tree, '--tests', 'edu_plus_basic,edu_functions']);
@@ -117,7 +146,6 @@ describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours
     assert.match(r.stdout, new RegExp(`^\\s+parameters .*\\b${token}\\b`, 'm'), 'our parameter exists in /sys/module/vfio_pci/parameters');
     assert.doesNotMatch(r.stdout, /mlx5|virtio_vfio|nvgrace/, 'no stock variant driver on a rebuilt core');
     assert.match(r.stderr, /guest tests use the tree's UAPI: linux\/vfio\.h differ/);
-    assert.ok(existsSync(join(source.dir, 'drivers/vfio/pci/vfio_pci.c')));
-    assert.doesNotMatch(readFileSync(join(source.dir, 'drivers/vfio/pci/vfio_pci.c'), 'utf8'), /edu_plus_loop_/, 'the cached pristine tree is untouched');
+    assert.doesNotMatch(readFileSync(join(pristine, 'drivers/vfio/pci/vfio_pci.c'), 'utf8'), /edu_plus_loop_/, 'the cached pristine tree is untouched');
   });
 });
