@@ -12,8 +12,14 @@
 import koffi from 'koffi';
 import { readlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { assertSupportedPlatform } from './platform.ts';
 
+// The struct layouts below are written for 64-bit Linux with glibc: refuse anything else
+// before a wrong offset can do harm.
+assertSupportedPlatform();
 const libc = koffi.load('libc.so.6');
+/** struct stat's st_mode: after st_nlink on x86_64, before it in the generic (aarch64) layout. */
+const STAT_MODE_OFFSET = process.arch === 'arm64' ? 16 : 24;
 
 const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
@@ -40,7 +46,7 @@ const c = {
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
 };
 
-// Linux x86_64 values. Node exposes errno numbers but not these.
+// Linux values, the same on x86_64 and aarch64. Node exposes errno numbers but not these.
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -481,7 +487,7 @@ export function fstat(fd: number): FileIdentity {
   return {
     dev: statBuf.readBigUInt64LE(0),
     ino: statBuf.readBigUInt64LE(8),
-    mode: statBuf.readUInt32LE(24),
+    mode: statBuf.readUInt32LE(STAT_MODE_OFFSET),
     size: statBuf.readBigInt64LE(48),
   };
 }
