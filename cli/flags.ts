@@ -2,8 +2,11 @@
 
 export class UsageError extends Error {}
 
-type FlagKinds = Record<string, 'string' | 'boolean'>;
-type Parsed<K extends FlagKinds> = { [F in keyof K]?: K[F] extends 'string' ? string : boolean } & { _: string[] };
+/** 'list': a string option that may be repeated; every value is kept, in order. */
+type FlagKinds = Record<string, 'string' | 'boolean' | 'list'>;
+type Parsed<K extends FlagKinds> = {
+  [F in keyof K]?: K[F] extends 'string' ? string : K[F] extends 'list' ? string[] : boolean;
+} & { _: string[] };
 
 /** Parses `--name value`, `--name=value`, boolean `--name`, and `-h` for help. */
 export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parsed<K> {
@@ -32,7 +35,7 @@ export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parse
     }
     const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined || value === '') throw new UsageError(`--${name} needs a value, e.g. --${name} VALUE`);
-    out[name] = value;
+    out[name] = kind === 'list' ? [...((out[name] as string[] | undefined) ?? []), value] : value;
   }
   return out as Parsed<K>;
 }

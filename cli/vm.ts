@@ -6,10 +6,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createEduPlus } from '../device/edu-plus.ts';
 import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
 import { createLogger } from '../protocol/log.ts';
@@ -25,6 +25,8 @@ import { runVm } from '../qemu-configs/run-vm.ts';
 import { formatEvent } from '../trace/format.ts';
 import { UsageError, parseFlags } from './flags.ts';
 import { defaultSocketPath } from './serve.ts';
+import { writeJunit } from './junit.ts';
+import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, planByo } from './vm-extra-tests.ts';
 import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
@@ -71,8 +73,21 @@ Your kernel:
                        Default: Debian's 7.3 UAPI headers (provisioned). Binaries are cached per DIR.
 
 What to run:
-  --tests LIST         test programs to run, comma-separated, in that order. Default: all, i.e.
-                       every program guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
+  --tests LIST         test programs to run, comma-separated, in that order; \`all\`: every program
+                       guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
+                       Default: all, or none when --run is given.
+
+Your own tests (think \`vng --run\`):
+  --add PATH           put a file or a directory (with its tree) into the guest under ${BYO_DIR}/
+                       (${BYO_DIR}/NAME). Repeatable. Programs must be static x86-64 binaries (the
+                       guest has busybox, no C library) or busybox sh scripts.
+  --run CMD            run the shell command CMD in the guest, in ${BYO_DIR} with ${BYO_DIR} and every
+                       added directory on PATH, after edu-plus was bound to vfio-pci; its address
+                       is in $EDU_PLUS_BDF (e.g. 0000:00:03.0). Repeatable; each --run is one
+                       program in the summary, named after CMD's first word. Judged by its KTAP
+                       when it prints KTAP (the kselftest harness's TAP 13 included), else by its
+                       exit status: 0 pass, 4 skip (kselftest's KSFT_SKIP), anything else fail.
+                       e.g. --add ./my_test --run './my_test $EDU_PLUS_BDF'
   --shell              no tests: an interactive shell in the guest on this terminal, with the
                        tests in /tests (on PATH) and the device bound to vfio-pci. Leave with
                        \`poweroff -f\`, or Ctrl-A X (QEMU's escape) to kill the VM. No timeout.
@@ -93,6 +108,8 @@ Output:
                        (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
                        booting. To run it yourself, start the device first:
                        npm start -- --socket-path PATH (the path in the command line).
+  --junit FILE         also write the verdict as JUnit XML to FILE (one testsuite per program,
+                       one testcase per case, <failure>/<skipped> with the reason) for CI.
   -h, --help           show this help.
 
 Progress goes to stderr; the tests' KTAP and the summary (passed / failed / skipped per test
@@ -115,6 +132,9 @@ const FLAGS = {
   initrd: 'string',
   headers: 'string',
   tests: 'string',
+  add: 'list',
+  run: 'list',
+  junit: 'string',
   shell: 'boolean',
   iommu: 'string',
   trace: 'boolean',
@@ -134,7 +154,12 @@ export interface VmOptions {
   modules?: string;
   initrd?: string;
   headers?: string;
+  /** Our programs to run; undefined: the default (all, or none with --run). */
   tests?: string[];
+  /** --add paths and --run commands (a developer's own tests). */
+  add: string[];
+  run: string[];
+  junit?: string;
   shell: boolean;
   iommu: 'intel' | 'virtio';
   trace: boolean;
@@ -168,6 +193,10 @@ export function parseVmFlags(argv: string[]): VmOptions {
     tests = [...new Set(f.tests.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
     if (tests.length === 0) throw new UsageError('--tests needs at least one test name, e.g. --tests edu_plus_basic,edu_functions');
   }
+  if (f.shell && f.run !== undefined) throw new UsageError('--run runs a command and judges it; --shell gives you the prompt instead: give one (--add works with both)');
+  if (f.junit !== undefined && !existsSync(dirname(resolve(f.junit)))) {
+    throw new UsageError(`--junit ${f.junit}: the directory ${dirname(resolve(f.junit))} does not exist; create it or pick another path`);
+  }
   if (f.modules !== undefined && f.kernel === undefined) {
     throw new UsageError('--modules belongs to --kernel: give the kernel image those modules were built with (--kernel arch/x86/boot/bzImage)');
   }
@@ -181,6 +210,9 @@ export function parseVmFlags(argv: string[]): VmOptions {
     initrd: f.initrd,
     headers: f.headers,
     tests,
+    add: f.add ?? [],
+    run: f.run ?? [],
+    junit: f.junit,
     shell: f.shell === true,
     iommu,
     trace: f.trace === true,
@@ -213,7 +245,10 @@ const NOTABLE = /edu-plus init:|Kernel panic|BUG:|Oops|general protection fault|
 interface Prepared {
   qemu: QemuInstall;
   kernel: GuestKernel;
+  /** Every program /init runs, in order: ours, then the developer's (--run). */
   tests: string[];
+  /** The developer's programs: judged by exit status when they print no KTAP. */
+  exitStatusJudged: string[];
   initrd: string;
 }
 
@@ -222,14 +257,16 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   // Cheap checks on the user's files first, so a typo fails in milliseconds (exit 2).
   let custom: Awaited<ReturnType<typeof customKernel>> | undefined;
   let includeDir: string | undefined;
+  let byo: ReturnType<typeof planByo>;
   try {
+    byo = planByo(opts.add, opts.run, guestTestNames());
     if (opts.kernel !== undefined) {
       custom = await customKernel({ image: opts.kernel, modules: opts.modules === 'none' ? undefined : opts.modules });
     }
     if (opts.headers !== undefined) includeDir = findHeadersInclude(opts.headers);
     if (opts.initrd !== undefined) await concatInitramfs(opts.initrd, Buffer.alloc(0));
   } catch (err) {
-    if (err instanceof KernelInputError) throw new UsageError(err.message);
+    if (err instanceof KernelInputError || err instanceof ExtraTestInputError) throw new UsageError(err.message);
     throw err;
   }
   if (custom !== undefined) {
@@ -252,18 +289,20 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const built = await builtPromise;
 
   const available = built.binaries.map((b) => b.name);
-  const tests = opts.tests ?? available;
+  const tests = opts.tests?.includes('all') ? available : opts.tests ?? (byo.names.length > 0 ? [] : available);
   const unknown = tests.filter((t) => !available.includes(t));
   if (unknown.length > 0) throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${available.join(', ')}`);
-  if (tests.length === 0) throw new Error('guest-tests/ built no test programs');
-  step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
+  if (available.length === 0) throw new Error('guest-tests/ built no test programs');
+  if (tests.length > 0) step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
+  if (byo.files.length > 0) step.info(`added to ${BYO_DIR}: ${byo.files.length} file${byo.files.length === 1 ? '' : 's'}`);
 
   const withModules = custom === undefined || custom.hasModules;
   const modules = guestModules(opts.iommu);
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
-  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand)];
+  const bind = byo.commands.length > 0 ? [BIND_DEVICE] : [];
+  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...byo.commands];
   const key = createHash('sha256')
-    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests]))
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, byo]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir(), 'images', 'vm');
@@ -271,7 +310,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   await buildInitramfs({
     kernel,
     modules: withModules ? modules : [],
-    files: tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })),
+    files: [...tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })), ...byo.files],
     init: defaultInit({ modules: loadModules, commands }),
     output: ours,
   });
@@ -284,17 +323,17 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     await rename(`${initrd}.tmp-${process.pid}`, initrd);
     step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
   }
-  return { qemu, kernel, tests, initrd };
+  return { qemu, kernel, tests: [...tests, ...byo.names], exitStatusJudged: byo.names, initrd };
 }
 
 /** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
 function shellCommands(tests: string[]): string[] {
   return [
     KERNEL_REPORT,
-    'export PATH=$PATH:/tests HOME=/root PS1="edu-plus-guest:\\w# "',
-    'echo "1234 11e8" > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null',
-    `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}"`,
-    'echo "edu-plus vm: the device is $(grep -l 0x11e8 /sys/bus/pci/devices/*/device | xargs -n1 dirname | xargs -n1 basename), bound to vfio-pci"',
+    `export PATH=$PATH:/tests:${BYO_DIR} HOME=/root PS1="edu-plus-guest:\\w# "`,
+    BIND_DEVICE,
+    `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}; yours (--add) in ${BYO_DIR}"`,
+    'echo "edu-plus vm: the device is $EDU_PLUS_BDF, bound to vfio-pci"',
     'echo "edu-plus vm: leave with: poweroff -f   (or Ctrl-A X to kill the VM)"',
     'cd /root && setsid cttyhack sh',
   ];
@@ -362,7 +401,7 @@ export async function vm(argv: string[]): Promise<number> {
   }
   try {
     if (opts.shell) return await runShell(qemu, args, tests, step);
-    return await runTests(opts, qemu, args, tests, step, serverLog);
+    return await runTests(opts, prepared, args, step, serverLog);
   } finally {
     unsubscribe?.();
     if (server.hasClient) await Promise.race([server.clientGone(), new Promise((r) => setTimeout(r, 2000))]);
@@ -373,9 +412,8 @@ export async function vm(argv: string[]): Promise<number> {
 
 async function runTests(
   opts: VmOptions,
-  qemu: QemuInstall,
+  { qemu, tests, exitStatusJudged }: Prepared,
   args: string[],
-  tests: string[],
   step: ReturnType<typeof progress>,
   serverLog: string[],
 ): Promise<number> {
@@ -428,6 +466,7 @@ async function runTests(
     timeoutSeconds: opts.timeoutSeconds,
     initSeen: run.initMs !== undefined,
     doneSeen: run.doneMs !== undefined,
+    exitStatusJudged,
   });
   if (interrupted) {
     verdict.problems.push('interrupted (Ctrl-C)');
@@ -451,6 +490,10 @@ async function runTests(
   step.done(`QEMU exited (${run.signal ?? `status ${run.exitCode}`}) after ${(run.durationMs / 1000).toFixed(1)} s; ` +
     `/init at ${run.initMs === undefined ? '-' : `${(run.initMs / 1000).toFixed(1)} s`}`);
   for (const line of formatVerdict(verdict)) console.log(line);
+  if (opts.junit !== undefined) {
+    await writeJunit(opts.junit, verdict);
+    step.info(`JUnit XML written to ${opts.junit}`);
+  }
   return verdict.exitCode;
 }
 

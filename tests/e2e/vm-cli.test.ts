@@ -6,48 +6,13 @@
  * exit code must follow the printed verdict.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { provisionKernel } from '../../qemu-configs/provision-kernel.ts';
-
-const root = join(import.meta.dirname, '../..');
-const cli = (args: string[]) => [join(root, 'node_modules/tsx/dist/cli.mjs'), join(root, 'cli/main.ts'), 'vm', ...args];
-
-interface CliRun {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `vm` as a child process (asynchronously: the server inside it must keep running). */
-function runVmCli(args: string[]): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cli(args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** The exit code the verdict line announces, and the per-program summary lines. */
-function summary(out: string): { announced: number; programs: Map<string, string> } {
-  const verdict = /^verdict: .*\(exit (\d)\)/m.exec(out);
-  assert.ok(verdict, `no verdict line in:\n${out.slice(-3000)}`);
-  const programs = new Map<string, string>();
-  for (const m of out.matchAll(/^(PASS|FAIL|SKIP)  (\S+)\s+(\d+ passed, \d+ failed, \d+ skipped)$/gm)) programs.set(m[2]!, `${m[1]} ${m[3]}`);
-  return { announced: Number(verdict[1]), programs };
-}
-
-function explain(t: { diagnostic(msg: string): void }, r: CliRun): void {
-  for (const line of r.stderr.split('\n').slice(-40)) t.diagnostic(`stderr| ${line}`);
-  for (const line of r.stdout.split('\n').slice(-40)) t.diagnostic(`stdout| ${line}`);
-}
+import { explain, runVmCli, summary } from './vm-cli-run.ts';
 
 describe('npm run vm: boots a guest with edu-plus and exits with the verdict', { timeout: 30 * 60_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'edu-plus-vm-e2e-'));
