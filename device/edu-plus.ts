@@ -145,7 +145,7 @@ export class EduPlus implements DeviceModel {
     const r = this.registers;
     this.dmaEngine.start(
       { src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n },
-      (transferred) => r.completeDma(transferred),
+      (error) => r.completeDma(error),
     );
   }
 
@@ -226,6 +226,7 @@ export class EduPlus implements DeviceModel {
       dmaDst: r.dmaDst,
       dmaCount: r.dmaCount,
       dmaCmd: r.dmaCmd,
+      dmaError: r.dmaError,
       dmaBusy: this.dmaEngine.busy,
       msiEnabled: this.msiEnabled,
       intxLevel: this.intxLevel,
