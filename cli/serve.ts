@@ -3,9 +3,11 @@
  */
 import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
 import { createEduPlus, DEFAULT_BAR1_SIZE, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
+import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
@@ -32,6 +34,10 @@ Options:
   --dma-mask MASK      guest DMA addresses must fit this mask (edu's dma_mask), e.g. 0xfffffff
                        (the default: 28 bits) or 0xffffffffffffffff; transfers beyond it are refused.
   --dma-delay-ms N     delay before each DMA transfer runs (QEMU's edu takes 100 ms; default 0).
+  --max-dma-maps N     most DMA mappings held at once (default ${DEFAULT_MAX_DMA_MAPS}: a 4 GiB guest
+                       mapped page by page through a vIOMMU; ~200 bytes of state each). VERSION
+                       advertises at most 65535, the most QEMU accepts; QEMU does not count
+                       against it, so a larger guest still maps all its RAM.
   -h, --help           show this help.
 
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
@@ -70,6 +76,7 @@ export async function serve(argv: string[]): Promise<number> {
     hugepages: 'boolean',
     'dma-mask': 'string',
     'dma-delay-ms': 'string',
+    'max-dma-maps': 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -101,6 +108,10 @@ export async function serve(argv: string[]): Promise<number> {
   if (!Number.isInteger(dmaDelayMs) || dmaDelayMs < 0 || dmaDelayMs > 60_000) {
     throw new UsageError(`--dma-delay-ms must be a whole number of milliseconds from 0 to 60000 (got "${flags['dma-delay-ms']}")`);
   }
+  const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
+  if (!Number.isInteger(maxDmaMaps) || maxDmaMaps < 1 || maxDmaMaps > 1 << 26) {
+    throw new UsageError(`--max-dma-maps must be a whole number from 1 to ${1 << 26} (got "${flags['max-dma-maps']}")`);
+  }
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const log = createLogger({ level });
@@ -111,6 +122,7 @@ export async function serve(argv: string[]): Promise<number> {
       device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true }),
       log,
       spinMicros: spin,
+      limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps },
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.

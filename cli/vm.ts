@@ -13,7 +13,9 @@ import { dirname, join, resolve } from 'node:path';
 import { createEduPlus } from '../device/edu-plus.ts';
 import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
 import { createLogger } from '../protocol/log.ts';
+import { maxDmaMapsForRam } from '../protocol/dma.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { cacheDir, progress } from '../qemu-configs/cache.ts';
 import { KernelInputError, concatInitramfs, customKernel, findHeadersInclude } from '../qemu-configs/custom-kernel.ts';
 import { defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
@@ -379,6 +381,8 @@ export async function vm(argv: string[]): Promise<number> {
     server = VfioUserServer.listen({
       socketPath,
       device: createEduPlus(),
+      // Room for all of guest RAM mapped page by page (a vIOMMU sends one DMA_MAP per page).
+      limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps: maxDmaMapsForRam(BigInt(opts.memoryMiB) << 20n) },
       log: createLogger({
         level: opts.verbose ? 'info' : 'warn',
         write: (line) => {
