@@ -2,10 +2,14 @@
 
 export class UsageError extends Error {}
 
-/** 'list': a string option that may be repeated; every value is kept, in order. */
-type FlagKinds = Record<string, 'string' | 'boolean' | 'list'>;
+/**
+ * 'list': a string option that may be repeated; every value is kept, in order.
+ * 'optional': a string option whose value may be left out (`--name` alone gives ''); the next
+ * argument is its value unless it starts with '-'.
+ */
+type FlagKinds = Record<string, 'string' | 'boolean' | 'list' | 'optional'>;
 type Parsed<K extends FlagKinds> = {
-  [F in keyof K]?: K[F] extends 'string' ? string : K[F] extends 'list' ? string[] : boolean;
+  [F in keyof K]?: K[F] extends 'string' | 'optional' ? string : K[F] extends 'list' ? string[] : boolean;
 } & { _: string[] };
 
 /** Parses `--name value`, `--name=value`, boolean `--name`, and `-h` for help. */
@@ -31,6 +35,11 @@ export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parse
     if (kind === 'boolean') {
       if (eq !== -1) throw new UsageError(`--${name} takes no value`);
       out[name] = true;
+      continue;
+    }
+    if (kind === 'optional' && eq === -1) {
+      const next = argv[i + 1];
+      out[name] = next !== undefined && !next.startsWith('-') ? (i++, next) : '';
       continue;
     }
     const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];

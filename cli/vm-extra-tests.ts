@@ -171,3 +171,8 @@ export function planByo(add: readonly string[], run: readonly string[], taken: I
     commands: programs.map((p) => programCommand(p.name, byoCommand(p.command, dirs))),
   };
 }
+
+/** Two sets of extra programs as one, in order. */
+export function joinExtras(a: ExtraPrograms, b: ExtraPrograms): ExtraPrograms {
+  return { names: [...a.names, ...b.names], files: [...a.files, ...b.files], commands: [...a.commands, ...b.commands] };
+}

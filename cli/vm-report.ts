@@ -9,6 +9,7 @@
  * kselftest harness's "TAP version 13" output included) and otherwise by the kselftest exit
  * code convention: 0 pass, 4 skip (KSFT_SKIP), anything else fail.
  */
+import { DECLARED_SKIP } from '../qemu-configs/guest-init.ts';
 import { type KtapResult, parseKtap } from '../qemu-configs/ktap.ts';
 
 export const TEST_BEGIN = 'EDU_PLUS_VM_BEGIN';
@@ -100,6 +101,16 @@ function describeStatus(status: number): string {
   return status > 128 ? `exited with status ${status} (killed by signal ${status - 128})` : `exited with status ${status}`;
 }
 
+/** The cases a runner declared skipped (DECLARED_SKIP lines), as KTAP-like skips. */
+function declaredSkips(lines: readonly string[]): KtapResult[] {
+  const out: KtapResult[] = [];
+  for (const line of lines) {
+    const m = new RegExp(`^${DECLARED_SKIP} (\\S+) (.+?)\\s*$`).exec(line);
+    if (m !== null) out.push({ ok: true, skip: true, number: 0, name: m[1]!, directive: `SKIP ${m[2]}`, indent: 0 });
+  }
+  return out;
+}
+
 /** A program judged by its exit status, as one KTAP-like case named after it. */
 function exitStatusCase(name: string, status: number): KtapResult {
   if (status === 0) return { ok: true, skip: false, number: 1, name, indent: 0 };
@@ -152,9 +163,12 @@ export function judge(facts: RunFacts): Verdict {
     result.exitStatus = seg.status;
     const report = parseKtap(seg.lines);
     const printedKtap = report.version !== undefined || report.plan !== undefined;
+    const declared = declaredSkips(seg.lines);
     if (!printedKtap && exitJudged.has(name) && seg.status !== undefined) {
       result.judgedBy = 'exit-status';
       result.cases = [exitStatusCase(name, seg.status)];
+    } else if (report.skipAll !== undefined && report.results.length === 0) {
+      result.cases = [{ ok: true, skip: true, number: 1, name, directive: `SKIP ${report.skipAll}`, indent: 0 }];
     } else {
       result.cases = report.results.filter((r) => r.indent === 0);
       if (report.plan === undefined) {
@@ -164,6 +178,7 @@ export function judge(facts: RunFacts): Verdict {
         result.problems.push(`${result.missing} of ${report.plan} planned results missing`);
       }
     }
+    result.cases.push(...declared);
     result.skips = result.cases.filter((r) => r.skip);
     result.failures = result.cases.filter((r) => !r.ok && !r.skip);
     result.skipped = result.skips.length;

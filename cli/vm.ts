@@ -18,17 +18,19 @@ import { VfioUserServer } from '../protocol/server.ts';
 import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { cacheDir, progress } from '../qemu-configs/cache.ts';
 import { KernelInputError, concatInitramfs, customKernel, findHeadersInclude } from '../qemu-configs/custom-kernel.ts';
-import { defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
+import { DECLARED_SKIP, defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
 import { buildInitramfs } from '../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
+import { SELFTESTS_DMA_MASK, SELFTESTS_MEMORY_MIB, hugePageArgs } from '../qemu-configs/selftests.ts';
 import { formatEvent } from '../trace/format.ts';
 import { UsageError, parseFlags } from './flags.ts';
 import { defaultSocketPath } from './serve.ts';
 import { writeJunit } from './junit.ts';
-import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, planByo } from './vm-extra-tests.ts';
+import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, joinExtras, planByo } from './vm-extra-tests.ts';
+import { SELFTESTS_TIMEOUT_S, checkSelftestsOption, planSelftests, splitTestEntries } from './vm-selftests.ts';
 import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
@@ -110,6 +112,20 @@ Output:
                        (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
                        booting. To run it yourself, start the device first:
                        npm start -- --socket-path PATH (the path in the command line).
+  --selftests [TREE]   also build the kernel's VFIO selftests (TREE/tools/testing/selftests/vfio;
+                       without TREE: Debian's linux-source of the provisioned kernel, cached)
+                       statically, with edu-plus's driver for vfio_pci_driver_test compiled into
+                       their library, and run each against edu-plus (all of them, or those named
+                       in --tests). Without /dev/iommu in the guest (a kernel without
+                       CONFIG_IOMMUFD, such as Debian's 7.3) the iommufd variants are excluded
+                       with the harness's -V filter and reported as skips with that reason, and
+                       the library's default IOMMU mode becomes vfio_type1v2_iommu. Huge pages
+                       are reserved at boot for the hugetlb variants; the guest gets
+                       ${SELFTESTS_MEMORY_MIB} MiB and a ${SELFTESTS_TIMEOUT_S} s timeout unless --memory/--timeout say otherwise.
+                       Our own programs run too only with --tests. A selftest named in --tests
+                       may carry the harness's options after a colon, e.g.
+                       --tests 'vfio_pci_driver_test:-v vfio_type1v2_iommu -t send_msi'.
+                       edu-plus gets a 64-bit dma_mask (the library's IOVAs ignore edu's 28 bits).
   --junit FILE         also write the verdict as JUnit XML to FILE (one testsuite per program,
                        one testcase per case, <failure>/<skipped> with the reason) for CI.
   -h, --help           show this help.
@@ -137,6 +153,7 @@ const FLAGS = {
   add: 'list',
   run: 'list',
   junit: 'string',
+  selftests: 'optional',
   shell: 'boolean',
   iommu: 'string',
   trace: 'boolean',
@@ -162,6 +179,8 @@ export interface VmOptions {
   add: string[];
   run: string[];
   junit?: string;
+  /** --selftests: a kernel tree, '' for Debian's source, undefined when not asked. */
+  selftests?: string;
   shell: boolean;
   iommu: 'intel' | 'virtio';
   trace: boolean;
@@ -181,12 +200,12 @@ export function parseVmFlags(argv: string[]): VmOptions {
   const iommu = f.iommu ?? 'intel';
   if (iommu !== 'intel' && iommu !== 'virtio') throw new UsageError(`--iommu must be intel or virtio (got "${iommu}")`);
   if (f['shared-memory'] && f['no-shared-memory']) throw new UsageError('--shared-memory and --no-shared-memory contradict each other; give one');
-  const timeoutSeconds = f.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(f.timeout);
+  const timeoutSeconds = f.timeout === undefined ? (f.selftests !== undefined ? SELFTESTS_TIMEOUT_S : DEFAULT_TIMEOUT_S) : Number(f.timeout);
   if (!/^\d+$/.test(f.timeout ?? '1') || timeoutSeconds < 1 || timeoutSeconds > 86_400) {
     throw new UsageError(`--timeout takes whole seconds from 1 to 86400 (got "${f.timeout}")`);
   }
   if (f.shell && f.timeout !== undefined) throw new UsageError('--shell has no timeout (you leave with poweroff -f or Ctrl-A X); drop --timeout');
-  const memoryMiB = f.memory === undefined ? DEFAULT_MEMORY_MIB : Number(f.memory);
+  const memoryMiB = f.memory === undefined ? (f.selftests !== undefined ? SELFTESTS_MEMORY_MIB : DEFAULT_MEMORY_MIB) : Number(f.memory);
   if (!/^\d+$/.test(f.memory ?? '1') || memoryMiB < 128 || memoryMiB > 65_536) {
     throw new UsageError(`--memory takes MiB, a whole number from 128 to 65536 (got "${f.memory}")`);
   }
@@ -215,6 +234,7 @@ export function parseVmFlags(argv: string[]): VmOptions {
     add: f.add ?? [],
     run: f.run ?? [],
     junit: f.junit,
+    selftests: f.selftests,
     shell: f.shell === true,
     iommu,
     trace: f.trace === true,
@@ -262,6 +282,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   let byo: ReturnType<typeof planByo>;
   try {
     byo = planByo(opts.add, opts.run, guestTestNames());
+    if (opts.selftests !== undefined) checkSelftestsOption(opts.selftests);
     if (opts.kernel !== undefined) {
       custom = await customKernel({ image: opts.kernel, modules: opts.modules === 'none' ? undefined : opts.modules });
     }
@@ -291,20 +312,34 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const built = await builtPromise;
 
   const available = built.binaries.map((b) => b.name);
-  const tests = opts.tests?.includes('all') ? available : opts.tests ?? (byo.names.length > 0 ? [] : available);
-  const unknown = tests.filter((t) => !available.includes(t));
-  if (unknown.length > 0) throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${available.join(', ')}`);
+  const bringsOwn = byo.names.length > 0 || opts.selftests !== undefined;
+  const entries = splitTestEntries(opts.tests ?? []);
+  const asked = entries.names.includes('all') ? [...available, ...entries.names.filter((t) => t !== 'all')] : opts.tests ? entries.names : bringsOwn ? [] : available;
+  const withArgs = [...entries.args.keys()].filter((t) => available.includes(t));
+  if (withArgs.length > 0) throw new UsageError(`--tests: options after a colon are for the kernel's selftests (--selftests), not for ${withArgs.join(', ')}`);
+  const tests = asked.filter((t) => available.includes(t));
+  // With --selftests, --tests may also name selftest programs: those select among them.
+  const others = asked.filter((t) => !available.includes(t));
+  const selftests = opts.selftests === undefined
+    ? undefined
+    : await planSelftests({ tree: opts.selftests, includeDir, only: opts.tests === undefined || others.length === 0 ? undefined : others, args: entries.args }, step);
+  const unknown = others.filter((t) => !selftests?.names.includes(t));
+  if (unknown.length > 0) {
+    throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${[...available, ...(selftests?.names ?? [])].join(', ')}`);
+  }
+  const extra = selftests === undefined ? byo : joinExtras(byo, selftests);
   if (available.length === 0) throw new Error('guest-tests/ built no test programs');
   if (tests.length > 0) step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
   if (byo.files.length > 0) step.info(`added to ${BYO_DIR}: ${byo.files.length} file${byo.files.length === 1 ? '' : 's'}`);
+  if (selftests !== undefined) step.info(`selftests: ${selftests.names.join(', ')}`);
 
   const withModules = custom === undefined || custom.hasModules;
   const modules = guestModules(opts.iommu);
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
-  const bind = byo.commands.length > 0 ? [BIND_DEVICE] : [];
-  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...byo.commands];
+  const bind = extra.commands.length > 0 ? [BIND_DEVICE] : [];
+  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...extra.commands];
   const key = createHash('sha256')
-    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, byo]))
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, extra]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir(), 'images', 'vm');
@@ -312,7 +347,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   await buildInitramfs({
     kernel,
     modules: withModules ? modules : [],
-    files: [...tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })), ...byo.files],
+    files: [...tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })), ...extra.files],
     init: defaultInit({ modules: loadModules, commands }),
     output: ours,
   });
@@ -325,7 +360,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     await rename(`${initrd}.tmp-${process.pid}`, initrd);
     step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
   }
-  return { qemu, kernel, tests: [...tests, ...byo.names], exitStatusJudged: byo.names, initrd };
+  return { qemu, kernel, tests: [...tests, ...extra.names], exitStatusJudged: extra.names, initrd };
 }
 
 /** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
@@ -360,6 +395,7 @@ export async function vm(argv: string[]): Promise<number> {
     memoryMiB: opts.memoryMiB,
     sharedMemory: opts.sharedMemory,
     iommu: opts.iommu,
+    append: opts.selftests !== undefined ? hugePageArgs(opts.memoryMiB) : undefined,
   });
   if (opts.shell) {
     // mon:stdio multiplexes QEMU's monitor onto the terminal: Ctrl-A X quits, Ctrl-A C the monitor.
@@ -380,7 +416,7 @@ export async function vm(argv: string[]): Promise<number> {
   try {
     server = VfioUserServer.listen({
       socketPath,
-      device: createEduPlus(),
+      device: createEduPlus(opts.selftests !== undefined ? { dmaMask: SELFTESTS_DMA_MASK } : {}),
       // Room for all of guest RAM mapped page by page (a vIOMMU sends one DMA_MAP per page).
       limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps: maxDmaMapsForRam(BigInt(opts.memoryMiB) << 20n) },
       log: createLogger({
@@ -446,7 +482,8 @@ async function runTests(
         } else if (end) {
           const status = /(\d+)\s*$/.exec(line)?.[1];
           if (status !== undefined && status !== '0') console.log(`# (exit status ${status})`);
-        } else if (inTest || NOTABLE.test(line)) {
+        } else if ((inTest && !line.startsWith(DECLARED_SKIP)) || NOTABLE.test(line)) {
+          // Declared skips (one line per case) are summed up in the summary instead.
           console.log(line);
         }
         if (begin) inTest = true;

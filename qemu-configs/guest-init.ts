@@ -7,6 +7,14 @@ export const GUEST_INIT_SENTINEL = 'EDU_PLUS_INIT_STARTED';
 /** Printed by /init after the last command, just before powering off. */
 export const GUEST_DONE_SENTINEL = 'EDU_PLUS_GUEST_DONE';
 
+/**
+ * A line a runner prints inside a program's segment for a case it chose not to run:
+ * `EDU_PLUS_VM_SKIP <case> <reason>` (e.g. the selftests' iommufd variants on a kernel without
+ * IOMMUFD, excluded with the harness's own -V filter). The verdict counts the case as skipped,
+ * with that reason.
+ */
+export const DECLARED_SKIP = 'EDU_PLUS_VM_SKIP';
+
 /** The modules the default /init loads: the VFIO type1 container backend and vfio-pci. */
 export const DEFAULT_GUEST_MODULES = ['vfio_iommu_type1', 'vfio-pci'] as const;
 

@@ -21,13 +21,15 @@ export interface KtapReport {
   version?: string;
   /** N from the top-level `1..N` plan line. */
   plan?: number;
+  /** The reason of a top-level `1..0 # SKIP reason`: the whole program skipped (kselftest's ksft_exit_skip). */
+  skipAll?: string;
   results: KtapResult[];
 }
 
 /** A printk timestamp prefix; KUnit's results arrive through printk and carry one. */
 const PRINTK_TIME = /^\[\s*\d+\.\d+\] ?/;
 const RESULT = /^( *)(ok|not ok) (\d+)(?: (?:- )?([^#]*?))?\s*(?:#\s?(.*?))?\s*$/;
-const PLAN = /^( *)1\.\.(\d+)\b/;
+const PLAN = /^( *)1\.\.(\d+)\b(?:[^#]*#\s*(.*?))?\s*$/;
 const VERSION = /^(K?TAP version \d+)\s*$/;
 
 /**
@@ -45,7 +47,11 @@ export function parseKtap(lines: readonly string[]): KtapReport {
     }
     const plan = PLAN.exec(line);
     if (plan !== null) {
-      if (plan[1]!.length === 0 && report.plan === undefined) report.plan = Number(plan[2]);
+      if (plan[1]!.length === 0 && report.plan === undefined) {
+        report.plan = Number(plan[2]);
+        const skip = /^skip\b\s*(.*)$/i.exec(plan[3] ?? '');
+        if (report.plan === 0 && skip !== null) report.skipAll = skip[1] || 'skipped';
+      }
       continue;
     }
     const m = RESULT.exec(line);
