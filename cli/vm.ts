@@ -124,7 +124,9 @@ Output:
                        ${SELFTESTS_MEMORY_MIB} MiB and a ${SELFTESTS_TIMEOUT_S} s timeout unless --memory/--timeout say otherwise.
                        Our own programs run too only with --tests. A selftest named in --tests
                        may carry the harness's options after a colon, e.g.
-                       --tests 'vfio_pci_driver_test:-v vfio_type1v2_iommu -t send_msi'.
+                       --tests 'vfio_pci_driver_test:-V vfio_type1_iommu -t send_msi' (the
+                       harness stops at the first filter that matches; the iommufd exclusions
+                       come before yours).
                        edu-plus gets a 64-bit dma_mask (the library's IOVAs ignore edu's 28 bits).
   --junit FILE         also write the verdict as JUnit XML to FILE (one testsuite per program,
                        one testcase per case, <failure>/<skipped> with the reason) for CI.

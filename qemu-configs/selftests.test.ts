@@ -53,12 +53,12 @@ describe('finding the iommufd variants in a harness listing', () => {
 });
 
 describe('running a selftest in the guest', () => {
-  it('without /dev/iommu: lists, declares the iommufd cases skipped, excludes them with -V, keeps the user\'s options first', () => {
+  it('without /dev/iommu: lists, declares the iommufd cases skipped, excludes them with -V before the user\'s options', () => {
     const cmd = selftestCommand('vfio_dma_mapping_test', '-v vfio_type1_iommu_anonymous');
     assert.match(cmd, /^if \[ -e \/dev\/iommu \]; then \/selftests\/vfio_dma_mapping_test -v vfio_type1_iommu_anonymous; else /);
     assert.match(cmd, /\/selftests\/vfio_dma_mapping_test -l 2>&1 >\/dev\/null \| awk /);
     assert.ok(cmd.includes(`${DECLARED_SKIP} \\1 ${NO_IOMMUFD_REASON.replace(/\//g, '\\/')}`));
-    assert.match(cmd, /\/selftests\/vfio_dma_mapping_test -v vfio_type1_iommu_anonymous \$\(sed -n 's\/\^V \/-V \/p' \/tmp\/vfio_dma_mapping_test\.iommufd\); fi$/);
+    assert.match(cmd, /\/selftests\/vfio_dma_mapping_test \$\(sed -n 's\/\^V \/-V \/p' \/tmp\/vfio_dma_mapping_test\.iommufd\) -v vfio_type1_iommu_anonymous; fi$/);
   });
 
   it('the declared-skip sed turns the awk\'s case lines into verdict lines', () => {

@@ -103,8 +103,8 @@ export function selftestsSetup(): string[] {
 
 /**
  * The shell command that runs one selftest program (between its markers, in a subshell).
- * `args`: the harness's own options for it (e.g. `-v vfio_type1v2_iommu -t send_msi`), given
- * before the exclusions, as shell words.
+ * `args`: the harness's own options for it (e.g. `-V vfio_type1_iommu -t send_msi`), as shell
+ * words, given after the iommufd exclusions.
  */
 export function selftestCommand(name: string, args = ''): string {
   const prog = `${SELFTESTS_GUEST_DIR}/${name}${args.trim() === '' ? '' : ` ${args.trim()}`}`;
@@ -117,7 +117,8 @@ export function selftestCommand(name: string, args = ''): string {
     `if [ -e /dev/iommu ]; then ${prog}; else`,
     `${SELFTESTS_GUEST_DIR}/${name} -l 2>&1 >/dev/null | awk ${sq(IOMMUFD_VARIANTS_AWK)} > ${list};`,
     `sed -n ${sq(`s/^C \\(.*\\)/${DECLARED_SKIP} \\1 ${NO_IOMMUFD_REASON.replace(/\//g, '\\/')}/p`)} ${list};`,
-    `${prog} $(sed -n 's/^V /-V /p' ${list});`,
+    // The exclusions go first: the harness stops at the first filter that matches a case.
+    `${SELFTESTS_GUEST_DIR}/${name} $(sed -n 's/^V /-V /p' ${list})${args.trim() === '' ? '' : ` ${args.trim()}`};`,
     'fi',
   ].join(' ');
 }
