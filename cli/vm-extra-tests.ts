@@ -158,6 +158,9 @@ export function byoCommand(command: string, dirs: readonly string[]): string {
 export interface ExtraPrograms {
   names: string[];
   files: InitramfsFile[];
+  /** /init lines that prepare the guest for them (also run before a --shell prompt). */
+  setup: string[];
+  /** One /init line per program, between its markers. */
   commands: string[];
 }
 
@@ -168,11 +171,12 @@ export function planByo(add: readonly string[], run: readonly string[], taken: I
   return {
     names: programs.map((p) => p.name),
     files,
+    setup: [],
     commands: programs.map((p) => programCommand(p.name, byoCommand(p.command, dirs))),
   };
 }
 
 /** Two sets of extra programs as one, in order. */
 export function joinExtras(a: ExtraPrograms, b: ExtraPrograms): ExtraPrograms {
-  return { names: [...a.names, ...b.names], files: [...a.files, ...b.files], commands: [...a.commands, ...b.commands] };
+  return { names: [...a.names, ...b.names], files: [...a.files, ...b.files], setup: [...a.setup, ...b.setup], commands: [...a.commands, ...b.commands] };
 }

@@ -60,6 +60,7 @@ export async function planSelftests(
   return {
     names: programs.map((p) => p.name),
     files: programs.map((p) => ({ src: p.path, dest: `${SELFTESTS_GUEST_DIR}/${p.name}` })),
-    commands: programs.length === 0 ? [] : [...selftestsSetup(), ...programs.map((p) => programCommand(p.name, selftestCommand(p.name, opts.args?.get(p.name))))],
+    setup: programs.length === 0 ? [] : selftestsSetup(),
+    commands: programs.map((p) => programCommand(p.name, selftestCommand(p.name, opts.args?.get(p.name)))),
   };
 }

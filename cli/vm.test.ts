@@ -95,7 +95,7 @@ describe('vm flags', () => {
   it('--help states the exit codes', () => {
     const help = vmHelp();
     for (const needle of ['--kernel FILE', '--modules DIR', '--initrd FILE', '--headers DIR', '--shell', '--iommu KIND', '--trace',
-      '--print-cmdline', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
+      '--print-cmdline', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', '--selftests [TREE]', 'CONFIG_IOMMUFD', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
       assert.ok(help.includes(needle), `help mentions ${needle}`);
     }
   });

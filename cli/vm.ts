@@ -24,7 +24,7 @@ import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-ker
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
-import { SELFTESTS_DMA_MASK, SELFTESTS_MEMORY_MIB, hugePageArgs } from '../qemu-configs/selftests.ts';
+import { SELFTESTS_DMA_MASK, SELFTESTS_GUEST_DIR, SELFTESTS_MEMORY_MIB, hugePageArgs } from '../qemu-configs/selftests.ts';
 import { formatEvent } from '../trace/format.ts';
 import { UsageError, parseFlags } from './flags.ts';
 import { defaultSocketPath } from './serve.ts';
@@ -339,7 +339,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const modules = guestModules(opts.iommu);
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
   const bind = extra.commands.length > 0 ? [BIND_DEVICE] : [];
-  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...extra.commands];
+  const commands = opts.shell ? shellCommands(tests, extra.setup) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...extra.setup, ...extra.commands];
   const key = createHash('sha256')
     .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, extra]))
     .digest('hex')
@@ -365,12 +365,13 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   return { qemu, kernel, tests: [...tests, ...extra.names], exitStatusJudged: extra.names, initrd };
 }
 
-/** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
-function shellCommands(tests: string[]): string[] {
+/** /init's commands for --shell: bind the device, put the tests (ours, yours, the selftests) on PATH, hand over a shell. */
+function shellCommands(tests: string[], setup: string[]): string[] {
   return [
     KERNEL_REPORT,
-    `export PATH=$PATH:/tests:${BYO_DIR} HOME=/root PS1="edu-plus-guest:\\w# "`,
+    `export PATH=$PATH:/tests:${BYO_DIR}:${SELFTESTS_GUEST_DIR} HOME=/root PS1="edu-plus-guest:\\w# "`,
     BIND_DEVICE,
+    ...setup,
     `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}; yours (--add) in ${BYO_DIR}"`,
     'echo "edu-plus vm: the device is $EDU_PLUS_BDF, bound to vfio-pci"',
     'echo "edu-plus vm: leave with: poweroff -f   (or Ctrl-A X to kill the VM)"',

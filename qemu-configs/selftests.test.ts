@@ -58,7 +58,7 @@ describe('running a selftest in the guest', () => {
     assert.match(cmd, /^if \[ -e \/dev\/iommu \]; then \/selftests\/vfio_dma_mapping_test -v vfio_type1_iommu_anonymous; else /);
     assert.match(cmd, /\/selftests\/vfio_dma_mapping_test -l 2>&1 >\/dev\/null \| awk /);
     assert.ok(cmd.includes(`${DECLARED_SKIP} \\1 ${NO_IOMMUFD_REASON.replace(/\//g, '\\/')}`));
-    assert.match(cmd, /\/selftests\/vfio_dma_mapping_test \$\(sed -n 's\/\^V \/-V \/p' \/tmp\/vfio_dma_mapping_test\.iommufd\) -v vfio_type1_iommu_anonymous; fi$/);
+    assert.match(cmd, /\/selftests\/vfio_dma_mapping_test \$\(sed -n 's\/\^V \/-V \/p' \/tmp\/vfio_dma_mapping_test\.iommufd\) -v vfio_type1_iommu_anonymous; fi; s=\$\?; killall -q -9 vfio_dma_mapping_test 2>\/dev\/null; exit \$s$/);
   });
 
   it('the declared-skip sed turns the awk\'s case lines into verdict lines', () => {
@@ -69,7 +69,8 @@ describe('running a selftest in the guest', () => {
 
   it('a program about iommufd itself is skipped whole (KTAP 1..0 # SKIP, exit 4) without /dev/iommu', () => {
     assert.equal(selftestCommand('vfio_iommufd_setup_test'),
-      `if [ -e /dev/iommu ]; then /selftests/vfio_iommufd_setup_test; else echo '1..0 # SKIP ${NO_IOMMUFD_REASON}'; exit 4; fi`);
+      `if [ -e /dev/iommu ]; then /selftests/vfio_iommufd_setup_test; else echo '1..0 # SKIP ${NO_IOMMUFD_REASON}'; (exit 4); fi; ` +
+      's=$?; killall -q -9 vfio_iommufd_setup_test 2>/dev/null; exit $s');
   });
 
   it('reserves a 1 GiB huge page only when the guest has room for it', () => {
