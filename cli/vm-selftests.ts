@@ -64,3 +64,31 @@ export async function planSelftests(
     commands: programs.map((p) => programCommand(p.name, selftestCommand(p.name, opts.args?.get(p.name)))),
   };
 }
+
+/**
+ * Which programs run: `--tests` names ours and, with --selftests, selftest programs (with
+ * harness options after a colon); `all` is every one of ours. Without --tests: all of ours,
+ * or none when the developer brought programs (--run) or asked for the selftests, which then
+ * all run. Unknown names are a usage error that lists what exists.
+ */
+export async function choosePrograms(
+  opts: { tests?: string[]; selftests?: string; includeDir?: string; ours: readonly string[]; byo: ExtraPrograms },
+  step: ReturnType<typeof progress>,
+): Promise<{ tests: string[]; selftests?: ExtraPrograms }> {
+  const { ours } = opts;
+  const bringsOwn = opts.byo.names.length > 0 || opts.selftests !== undefined;
+  const entries = splitTestEntries(opts.tests ?? []);
+  const asked = entries.names.includes('all') ? [...ours, ...entries.names.filter((t) => t !== 'all')] : opts.tests ? entries.names : bringsOwn ? [] : [...ours];
+  const withArgs = [...entries.args.keys()].filter((t) => ours.includes(t));
+  if (withArgs.length > 0) throw new UsageError(`--tests: options after a colon are for the kernel's selftests (--selftests), not for ${withArgs.join(', ')}`);
+  const tests = asked.filter((t) => ours.includes(t));
+  const others = asked.filter((t) => !ours.includes(t));
+  const selftests = opts.selftests === undefined
+    ? undefined
+    : await planSelftests({ tree: opts.selftests, includeDir: opts.includeDir, only: others.length === 0 ? undefined : others, args: entries.args }, step);
+  const unknown = others.filter((t) => !selftests?.names.includes(t));
+  if (unknown.length > 0) {
+    throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${[...ours, ...(selftests?.names ?? [])].join(', ')}`);
+  }
+  return { tests, selftests };
+}

@@ -30,7 +30,7 @@ import { UsageError, parseFlags } from './flags.ts';
 import { defaultSocketPath } from './serve.ts';
 import { writeJunit } from './junit.ts';
 import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, joinExtras, planByo } from './vm-extra-tests.ts';
-import { SELFTESTS_TIMEOUT_S, checkSelftestsOption, planSelftests, splitTestEntries } from './vm-selftests.ts';
+import { SELFTESTS_TIMEOUT_S, checkSelftestsOption, choosePrograms } from './vm-selftests.ts';
 import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
@@ -314,23 +314,9 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const built = await builtPromise;
 
   const available = built.binaries.map((b) => b.name);
-  const bringsOwn = byo.names.length > 0 || opts.selftests !== undefined;
-  const entries = splitTestEntries(opts.tests ?? []);
-  const asked = entries.names.includes('all') ? [...available, ...entries.names.filter((t) => t !== 'all')] : opts.tests ? entries.names : bringsOwn ? [] : available;
-  const withArgs = [...entries.args.keys()].filter((t) => available.includes(t));
-  if (withArgs.length > 0) throw new UsageError(`--tests: options after a colon are for the kernel's selftests (--selftests), not for ${withArgs.join(', ')}`);
-  const tests = asked.filter((t) => available.includes(t));
-  // With --selftests, --tests may also name selftest programs: those select among them.
-  const others = asked.filter((t) => !available.includes(t));
-  const selftests = opts.selftests === undefined
-    ? undefined
-    : await planSelftests({ tree: opts.selftests, includeDir, only: opts.tests === undefined || others.length === 0 ? undefined : others, args: entries.args }, step);
-  const unknown = others.filter((t) => !selftests?.names.includes(t));
-  if (unknown.length > 0) {
-    throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${[...available, ...(selftests?.names ?? [])].join(', ')}`);
-  }
-  const extra = selftests === undefined ? byo : joinExtras(byo, selftests);
   if (available.length === 0) throw new Error('guest-tests/ built no test programs');
+  const { tests, selftests } = await choosePrograms({ tests: opts.tests, selftests: opts.selftests, includeDir, ours: available, byo }, step);
+  const extra = selftests === undefined ? byo : joinExtras(byo, selftests);
   if (tests.length > 0) step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
   if (byo.files.length > 0) step.info(`added to ${BYO_DIR}: ${byo.files.length} file${byo.files.length === 1 ? '' : 's'}`);
   if (selftests !== undefined) step.info(`selftests: ${selftests.names.join(', ')}`);
