@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { explain, runVmCli, summary } from './vm-cli-run.ts';
+import { explain, runVmCli, summary } from './cli-run.ts';
 
 const here = import.meta.dirname;
 

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { explain, runVmCli, summary } from './vm-cli-run.ts';
+import { explain, runVmCli, summary } from './cli-run.ts';
 
 const NO_IOMMUFD = 'guest kernel has no IOMMUFD (CONFIG_IOMMUFD unset, no /dev/iommu)';
 const DRIVER_SUBSET = 'vfio_pci_driver_test:-V vfio_type1_iommu -t memcpy_success -t memcpy_from_unmapped_iova -t send_msi';

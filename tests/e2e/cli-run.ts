@@ -1,6 +1,6 @@
 /**
- * Running `npm run vm` as a child process from an end-to-end test, and reading its summary:
- * shared by the test files that boot guests through the command line.
+ * `vm` run the way a user runs it (a child process of `tsx cli/main.ts vm ...`), and readers of
+ * its summary, shared by the end-to-end tests of the command.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -37,8 +37,16 @@ export function summary(out: string): { announced: number; programs: Map<string,
   return { announced: Number(verdict[1]), programs };
 }
 
-/** Puts the end of the run's output into the test's diagnostics (on failure). */
 export function explain(t: { diagnostic(msg: string): void }, r: CliRun): void {
   for (const line of r.stderr.split('\n').slice(-40)) t.diagnostic(`stderr| ${line}`);
   for (const line of r.stdout.split('\n').slice(-40)) t.diagnostic(`stdout| ${line}`);
+}
+
+/** Asserts a run exited 0 with a PASS verdict and the given per-program lines (explaining the run otherwise). */
+export function assertPassed(t: { diagnostic(msg: string): void }, r: CliRun, programs: Record<string, string>): void {
+  if (r.status !== 0) explain(t, r);
+  assert.equal(r.status, 0);
+  const s = summary(r.stdout);
+  assert.equal(s.announced, 0);
+  for (const [name, line] of Object.entries(programs)) assert.equal(s.programs.get(name), line);
 }
