@@ -94,19 +94,8 @@ vermagic), and fails when a module you gave or built is not the one the guest ru
 What to run:
   --tests LIST         test programs to run, comma-separated, in that order; \`all\`: every program
                        guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
-                       Default: all, or none when --run is given.
+                       Default: all, or none when --run or --selftests is given.
 
-Your own tests (think \`vng --run\`):
-  --add PATH           put a file or a directory (with its tree) into the guest under ${BYO_DIR}/
-                       (${BYO_DIR}/NAME). Repeatable. Programs must be static x86-64 binaries (the
-                       guest has busybox, no C library) or busybox sh scripts.
-  --run CMD            run the shell command CMD in the guest, in ${BYO_DIR} with ${BYO_DIR} and every
-                       added directory on PATH, after edu-plus was bound to vfio-pci; its address
-                       is in $EDU_PLUS_BDF (e.g. 0000:00:03.0). Repeatable; each --run is one
-                       program in the summary, named after CMD's first word. Judged by its KTAP
-                       when it prints KTAP (the kselftest harness's TAP 13 included), else by its
-                       exit status: 0 pass, 4 skip (kselftest's KSFT_SKIP), anything else fail.
-                       e.g. --add ./my_test --run './my_test $EDU_PLUS_BDF'
   --shell              no tests: an interactive shell in the guest on this terminal, with the
                        tests in /tests (on PATH) and the device bound to vfio-pci. Leave with
                        \`poweroff -f\`, or Ctrl-A X (QEMU's escape) to kill the VM. No timeout.
@@ -119,14 +108,17 @@ Your own tests (think \`vng --run\`):
   --socket-path PATH   where the device listens (default: a new temporary directory; with
                        --print-cmdline: ${defaultSocketPath()}, where \`npm start\` listens).
 
-Output:
-  --trace              stream the device's trace (accesses, interrupts, DMA, resets) to stderr.
-  --verbose            every guest console line (not only the tests'), QEMU's command line and
-                       the device's log (on stderr).
-  --print-cmdline      provision and build everything, print the QEMU command line
-                       (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
-                       booting. To run it yourself, start the device first:
-                       npm start -- --socket-path PATH (the path in the command line).
+Your own tests (think \`vng --run\`):
+  --add PATH           put a file or a directory (with its tree) into the guest under ${BYO_DIR}/
+                       (${BYO_DIR}/NAME). Repeatable. Programs must be static x86-64 binaries (the
+                       guest has busybox, no C library) or busybox sh scripts.
+  --run CMD            run the shell command CMD in the guest, in ${BYO_DIR} with ${BYO_DIR} and every
+                       added directory on PATH, after edu-plus was bound to vfio-pci; its address
+                       is in $EDU_PLUS_BDF (e.g. 0000:00:03.0). Repeatable; each --run is one
+                       program in the summary, named after CMD's first word. Judged by its KTAP
+                       when it prints KTAP (the kselftest harness's TAP 13 included), else by its
+                       exit status: 0 pass, 4 skip (kselftest's KSFT_SKIP), anything else fail.
+                       e.g. --add ./my_test --run './my_test $EDU_PLUS_BDF'
   --selftests [TREE]   also build the kernel's VFIO selftests (TREE/tools/testing/selftests/vfio;
                        without TREE: Debian's linux-source of the provisioned kernel, cached)
                        statically, with edu-plus's driver for vfio_pci_driver_test compiled into
@@ -143,6 +135,15 @@ Output:
                        harness stops at the first filter that matches; the iommufd exclusions
                        come before yours).
                        edu-plus gets a 64-bit dma_mask (the library's IOVAs ignore edu's 28 bits).
+
+Output:
+  --trace              stream the device's trace (accesses, interrupts, DMA, resets) to stderr.
+  --verbose            every guest console line (not only the tests'), QEMU's command line and
+                       the device's log (on stderr).
+  --print-cmdline      provision and build everything, print the QEMU command line
+                       (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
+                       booting. To run it yourself, start the device first:
+                       npm start -- --socket-path PATH (the path in the command line).
   --junit FILE         also write the verdict as JUnit XML to FILE (one testsuite per program,
                        one testcase per case, <failure>/<skipped> with the reason) for CI.
   -h, --help           show this help.
