@@ -3,11 +3,13 @@
  */
 import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
 import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
+import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { ensurePrivateDir } from '../protocol/socket-file.ts';
+import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
@@ -41,6 +43,10 @@ Options:
                        kernel offers no reset method), flr (a PCI Express capability with
                        Function Level Reset) or pm (a PM capability whose D3hot->D0 transition
                        resets the function). BAR1 keeps its contents across any reset.
+  --max-dma-maps N     most DMA mappings held at once (default ${DEFAULT_MAX_DMA_MAPS}: a 4 GiB guest
+                       mapped page by page through a vIOMMU; ~200 bytes of state each). VERSION
+                       advertises at most 65535, the most QEMU accepts; QEMU does not count
+                       against it, so a larger guest still maps all its RAM.
   -h, --help           show this help.
 
 Limits on what one client can make the server hold (a client that ignores them is slowed
@@ -133,6 +139,7 @@ export async function serve(argv: string[]): Promise<number> {
     'idle-timeout-ms': 'string',
     'max-migration-bytes': 'string',
     'max-refusing': 'string',
+    'max-dma-maps': 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -167,6 +174,10 @@ export async function serve(argv: string[]): Promise<number> {
   const reset = (flags.reset ?? 'none') as EduResetMethod;
   if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${flags.reset}")`);
   const clientLimits = parseClientLimits(flags);
+  const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
+  if (!Number.isInteger(maxDmaMaps) || maxDmaMaps < 1 || maxDmaMaps > 1 << 26) {
+    throw new UsageError(`--max-dma-maps must be a whole number from 1 to ${1 << 26} (got "${flags['max-dma-maps']}")`);
+  }
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
   if (flags['socket-path'] === undefined && defaultSocketDir().ours) ensurePrivateDir(defaultSocketDir().dir);
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
@@ -179,6 +190,7 @@ export async function serve(argv: string[]): Promise<number> {
       log,
       spinMicros: spin,
       clientLimits,
+      limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps },
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.

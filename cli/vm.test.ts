@@ -71,6 +71,8 @@ describe('vm flags', () => {
     assert.equal(o.memoryMiB, 512);
     assert.equal(o.kernel, 'bz');
     assert.equal(o.modules, 'm');
+    const byo = parseVmFlags(['--add', 'a', '--run', './a 1', '--add=b', '--run', './a 2', '--junit', join(dir, 'r.xml')]);
+    assert.deepEqual([byo.add, byo.run, byo.junit], [['a', 'b'], ['./a 1', './a 2'], join(dir, 'r.xml')]);
   });
 
   it('refuses mistakes with what to do', () => {
@@ -86,6 +88,9 @@ describe('vm flags', () => {
       [['bzImage'], /takes no arguments/],
       [['--reset', 'bus'], /--reset must be none, flr, pm/],
       [['--kernal', 'x'], /unknown option --kernal; known options: --kernel/],
+      [['--shell', '--run', 'x'], /--shell gives you the prompt instead/],
+      [['--junit', '/nonexistent-dir/r.xml'], /directory \/nonexistent-dir does not exist/],
+      [['--run'], /--run needs a value/],
     ];
     for (const [argv, message] of bad) assert.throws(() => parseVmFlags(argv), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));
   });
@@ -93,7 +98,7 @@ describe('vm flags', () => {
   it('--help states the exit codes', () => {
     const help = vmHelp();
     for (const needle of ['--kernel FILE', '--modules DIR', '--initrd FILE', '--headers DIR', '--shell', '--iommu KIND', '--trace',
-      '--print-cmdline', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
+      '--print-cmdline', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', '--selftests [TREE]', 'CONFIG_IOMMUFD', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
       assert.ok(help.includes(needle), `help mentions ${needle}`);
     }
   });
