@@ -105,4 +105,18 @@ bool ef_expect_clear(const char *what, size_t off, uint32_t mask,
 /* Acknowledge every pending interrupt bit; true if status then reads 0. */
 bool ef_ack_all(void);
 
+/*
+ * edu_functions_irq.c: a fresh eventfd wired to irq `index` and drained,
+ * or -1 (failure recorded); and the expectation that it fires in time.
+ */
+int ef_wired_eventfd(uint32_t index);
+bool ef_expect_event(const char *what, int efd, int timeout_ms);
+
+/* The cases: each returns NULL when it ran, or why it was skipped. */
+
+/* edu_functions_irq.c: interrupt registers, MSI and INTx through eventfds */
+const char *ef_case_irq_status_raise_ack(void);
+const char *ef_case_msi_eventfd(void);
+const char *ef_case_intx_eventfd(void);
+
 #endif /* EDU_PLUS_EDU_FUNCTIONS_H */
