@@ -119,4 +119,9 @@ const char *ef_case_irq_status_raise_ack(void);
 const char *ef_case_msi_eventfd(void);
 const char *ef_case_intx_eventfd(void);
 
+/* edu_functions_dma.c: DMA through the type1 IOMMU */
+const char *ef_case_dma_roundtrip(void);
+const char *ef_case_dma_done_msi(void);
+const char *ef_case_bad_dma_overrun(void);
+
 #endif /* EDU_PLUS_EDU_FUNCTIONS_H */
