@@ -114,6 +114,13 @@ bool ef_expect_event(const char *what, int efd, int timeout_ms);
 
 /* The cases: each returns NULL when it ran, or why it was skipped. */
 
+/* edu_functions_regs.c: identification, liveness, access sizes, factorial */
+const char *ef_case_identification_liveness(void);
+const char *ef_case_access_wrong_size_below_0x80(void);
+const char *ef_case_access_dma_regs_64bit(void);
+const char *ef_case_access_unhandled_offsets(void);
+const char *ef_case_factorial_polled(void);
+
 /* edu_functions_irq.c: interrupt registers, MSI and INTx through eventfds */
 const char *ef_case_irq_status_raise_ack(void);
 const char *ef_case_msi_eventfd(void);
