@@ -106,8 +106,8 @@ static int write_sysfs(const char *path, const char *val)
 	if (n < 0)
 		vu_set_errno_error("write(%s, \"%s\")", path, val);
 	else if ((size_t)n != len)
-		vu_set_error("write(%s, \"%s\"): short write of %zd bytes", path,
-			  val, n);
+		vu_set_error("write(%s, \"%s\"): short write of %zd bytes",
+			     path, val, n);
 	close(fd);
 	return (n >= 0 && (size_t)n == len) ? 0 : -1;
 }
@@ -161,8 +161,8 @@ int vu_find_pci_device(uint16_t vendor, uint16_t device, char bdf[VU_BDF_LEN])
 	}
 	closedir(dir);
 	if (found < 0)
-		vu_set_error("device %04x:%04x not found in " PCI_DEVICES, vendor,
-			  device);
+		vu_set_error("device %04x:%04x not found in " PCI_DEVICES,
+			     vendor, device);
 	return found;
 }
 
@@ -196,7 +196,7 @@ int vu_bind_vfio_pci(const char *bdf)
 		return 0;	/* e.g. /init already did it through new_id */
 	if (access(VFIO_PCI_DRIVER, F_OK)) {
 		vu_set_errno_error("vfio-pci is not loaded (access(%s); "
-				"modprobe vfio-pci)", VFIO_PCI_DRIVER);
+				   "modprobe vfio-pci)", VFIO_PCI_DRIVER);
 		return -1;
 	}
 
@@ -221,7 +221,7 @@ int vu_bind_vfio_pci(const char *bdf)
 		return -1;
 	if (strcmp(driver, "vfio-pci") != 0) {
 		vu_set_error("after drivers_probe %s is bound to '%s', not "
-			  "vfio-pci (see dmesg)", bdf, driver);
+			     "vfio-pci (see dmesg)", bdf, driver);
 		return -1;
 	}
 	return 0;
@@ -241,7 +241,7 @@ int vu_iommu_group(const char *bdf)
 	group = strtol(name, &end, 10);
 	if (end == name || *end || group < 0 || group > INT_MAX) {
 		vu_set_error("readlink(%s): '%s' is not a group number", path,
-			  name);
+			     name);
 		return -1;
 	}
 	return (int)group;

@@ -42,7 +42,7 @@ static int open_container(struct vu_device *dev)
 	}
 	if (ret != VFIO_API_VERSION) {
 		vu_set_error("VFIO_GET_API_VERSION: kernel has %d, expected %d",
-			  ret, VFIO_API_VERSION);
+			     ret, VFIO_API_VERSION);
 		return -1;
 	}
 
@@ -60,8 +60,9 @@ static int open_container(struct vu_device *dev)
 		return 0;
 	}
 	if (ret == 0)
-		vu_set_error("VFIO_CHECK_EXTENSION: neither VFIO_TYPE1v2_IOMMU "
-			  "nor VFIO_TYPE1_IOMMU (is vfio_iommu_type1 loaded?)");
+		vu_set_error("VFIO_CHECK_EXTENSION: neither "
+			     "VFIO_TYPE1v2_IOMMU nor VFIO_TYPE1_IOMMU (is "
+			     "vfio_iommu_type1 loaded?)");
 	return -1;
 }
 
@@ -81,9 +82,9 @@ static int open_group(struct vu_device *dev)
 		return -1;
 	}
 	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		vu_set_error("group %d is not viable (flags 0x%x): every device "
-			  "in it must be bound to vfio-pci or no driver",
-			  dev->group_id, status.flags);
+		vu_set_error("group %d is not viable (flags 0x%x): every "
+			     "device in it must be bound to vfio-pci or no "
+			     "driver", dev->group_id, status.flags);
 		return -1;
 	}
 	if (ioctl(dev->group, VFIO_GROUP_SET_CONTAINER, &dev->container)) {
@@ -103,13 +104,14 @@ int vu_open_device(const char *bdf, struct vu_device *dev)
 	/* The IOMMU model can only be set once a group is in the container. */
 	if (ioctl(dev->container, VFIO_SET_IOMMU, dev->iommu_type)) {
 		vu_set_errno_error("ioctl(VFIO_SET_IOMMU, %s)",
-				dev->iommu_type == VFIO_TYPE1v2_IOMMU ?
-				"VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU");
+				   dev->iommu_type == VFIO_TYPE1v2_IOMMU ?
+				   "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU");
 		goto fail;
 	}
 	dev->device = ioctl(dev->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
 	if (dev->device < 0) {
-		vu_set_errno_error("ioctl(VFIO_GROUP_GET_DEVICE_FD, \"%s\")", bdf);
+		vu_set_errno_error("ioctl(VFIO_GROUP_GET_DEVICE_FD, \"%s\")",
+				   bdf);
 		goto fail;
 	}
 	return 0;
@@ -154,7 +156,7 @@ int vu_dma_map(int container, void *vaddr, uint64_t iova, uint64_t size)
 
 	if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map)) {
 		vu_set_errno_error("ioctl(VFIO_IOMMU_MAP_DMA, iova 0x%" PRIx64
-				", size 0x%" PRIx64 ")", iova, size);
+				   ", size 0x%" PRIx64 ")", iova, size);
 		return -1;
 	}
 	return 0;
@@ -171,7 +173,7 @@ int vu_dma_unmap(int container, uint64_t iova, uint64_t size,
 
 	if (ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap)) {
 		vu_set_errno_error("ioctl(VFIO_IOMMU_UNMAP_DMA, iova 0x%" PRIx64
-				", size 0x%" PRIx64 ")", iova, size);
+				   ", size 0x%" PRIx64 ")", iova, size);
 		return -1;
 	}
 	*unmapped = unmap.size;

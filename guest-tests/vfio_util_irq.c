@@ -18,7 +18,7 @@ int vu_irq_info(int devfd, uint32_t index, struct vfio_irq_info *info)
 	info->index = index;
 	if (ioctl(devfd, VFIO_DEVICE_GET_IRQ_INFO, info)) {
 		vu_set_errno_error("ioctl(VFIO_DEVICE_GET_IRQ_INFO, index %u)",
-				index);
+				   index);
 		return -1;
 	}
 	return 0;
@@ -65,7 +65,7 @@ static int set_irqs(int devfd, uint32_t index, uint32_t flags, uint32_t count,
 	}
 	if (ioctl(devfd, VFIO_DEVICE_SET_IRQS, &u.set)) {
 		vu_set_errno_error("ioctl(VFIO_DEVICE_SET_IRQS, %s, %s)",
-				irq_index_name(index), what);
+				   irq_index_name(index), what);
 		return -1;
 	}
 	return 0;
@@ -109,7 +109,7 @@ int vu_eventfd_wait(int efd, int timeout_ms, uint64_t *count)
 		return 0;
 	if (!(pfd.revents & POLLIN)) {
 		vu_set_error("poll(eventfd): revents 0x%x without POLLIN",
-			  pfd.revents);
+			     pfd.revents);
 		return -1;
 	}
 	n = read(efd, count, sizeof(*count));

@@ -18,8 +18,8 @@ int vu_region_info(int devfd, uint32_t index, struct vfio_region_info *info)
 	info->argsz = sizeof(*info);
 	info->index = index;
 	if (ioctl(devfd, VFIO_DEVICE_GET_REGION_INFO, info)) {
-		vu_set_errno_error("ioctl(VFIO_DEVICE_GET_REGION_INFO, index %u)",
-				index);
+		vu_set_errno_error("ioctl(VFIO_DEVICE_GET_REGION_INFO, "
+				   "index %u)", index);
 		return -1;
 	}
 	return 0;
@@ -31,8 +31,8 @@ static int check_range(const struct vfio_region_info *info, uint64_t off,
 {
 	if (off > info->size || len > info->size - off) {
 		vu_set_error("%s: [0x%" PRIx64 ", +0x%" PRIx64 ") is outside "
-			  "region %u of size 0x%" PRIx64, what, off, len,
-			  info->index, (uint64_t)info->size);
+			     "region %u of size 0x%" PRIx64, what, off, len,
+			     info->index, (uint64_t)info->size);
 		return -1;
 	}
 	return 0;
@@ -45,7 +45,7 @@ void *vu_mmap_region(int devfd, const struct vfio_region_info *info,
 
 	if (!(info->flags & VFIO_REGION_INFO_FLAG_MMAP)) {
 		vu_set_error("mmap: region %u does not advertise MMAP (flags "
-			  "0x%x)", info->index, info->flags);
+			     "0x%x)", info->index, info->flags);
 		return NULL;
 	}
 	if (check_range(info, offset, length, "mmap"))
@@ -53,8 +53,9 @@ void *vu_mmap_region(int devfd, const struct vfio_region_info *info,
 	p = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, devfd,
 		 (off_t)(info->offset + offset));
 	if (p == MAP_FAILED) {
-		vu_set_errno_error("mmap(region %u, offset 0x%" PRIx64 ", length "
-				"0x%zx)", info->index, offset, length);
+		vu_set_errno_error("mmap(region %u, offset 0x%" PRIx64
+				   ", length 0x%zx)", info->index, offset,
+				   length);
 		return NULL;
 	}
 	return p;
@@ -70,12 +71,12 @@ int vu_pread32(int devfd, const struct vfio_region_info *info, uint64_t off,
 	n = pread(devfd, val, sizeof(*val), (off_t)(info->offset + off));
 	if (n < 0) {
 		vu_set_errno_error("pread(region %u + 0x%" PRIx64 ", 4)",
-				info->index, off);
+				   info->index, off);
 		return -1;
 	}
 	if (n != sizeof(*val)) {
-		vu_set_error("pread(region %u + 0x%" PRIx64 ", 4): short read of "
-			  "%zd bytes", info->index, off, n);
+		vu_set_error("pread(region %u + 0x%" PRIx64 ", 4): short read "
+			     "of %zd bytes", info->index, off, n);
 		return -1;
 	}
 	return 0;
@@ -91,12 +92,12 @@ int vu_pwrite32(int devfd, const struct vfio_region_info *info, uint64_t off,
 	n = pwrite(devfd, &val, sizeof(val), (off_t)(info->offset + off));
 	if (n < 0) {
 		vu_set_errno_error("pwrite(region %u + 0x%" PRIx64 ", 4)",
-				info->index, off);
+				   info->index, off);
 		return -1;
 	}
 	if (n != sizeof(val)) {
-		vu_set_error("pwrite(region %u + 0x%" PRIx64 ", 4): short write "
-			  "of %zd bytes", info->index, off, n);
+		vu_set_error("pwrite(region %u + 0x%" PRIx64 ", 4): short "
+			     "write of %zd bytes", info->index, off, n);
 		return -1;
 	}
 	return 0;
@@ -118,13 +119,13 @@ static int config_rw(int devfd, uint32_t off, void *buf, size_t len,
 		    pread(devfd, buf, len, (off_t)(cfg.offset + off));
 	if (n < 0) {
 		vu_set_errno_error("%s(config space + 0x%x, %zu)",
-				write ? "pwrite" : "pread", off, len);
+				   write ? "pwrite" : "pread", off, len);
 		return -1;
 	}
 	if ((size_t)n != len) {
 		vu_set_error("%s(config space + 0x%x, %zu): short %s of %zd "
-			  "bytes", write ? "pwrite" : "pread", off, len,
-			  write ? "write" : "read", n);
+			     "bytes", write ? "pwrite" : "pread", off, len,
+			     write ? "write" : "read", n);
 		return -1;
 	}
 	return 0;
@@ -163,8 +164,9 @@ int vu_enable_bus_master(int devfd, uint16_t *old_cmd)
 	cmd = (uint16_t)(b[0] | b[1] << 8);
 	if (!(cmd & PCI_COMMAND_MASTER_BIT)) {
 		vu_set_error("PCI command register: Bus Master Enable did not "
-			  "stick (wrote 0x%04x, read back 0x%04x)",
-			  (uint16_t)(*old_cmd | PCI_COMMAND_MASTER_BIT), cmd);
+			     "stick (wrote 0x%04x, read back 0x%04x)",
+			     (uint16_t)(*old_cmd | PCI_COMMAND_MASTER_BIT),
+			     cmd);
 		return -1;
 	}
 	return 0;
