@@ -52,11 +52,13 @@ static const char *open_device(void)
 		  ef.dev.iommu_type == VFIO_TYPE1v2_IOMMU ?
 		  "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU");
 	/* Only a diagnostic: QEMU's edu has no BAR1, edu-plus has. */
-	if (vu_region_info(ef.dev.device, VFIO_PCI_BAR1_REGION_INDEX, &bar1) == 0)
+	if (vu_region_info(ef.dev.device, VFIO_PCI_BAR1_REGION_INDEX,
+			   &bar1) == 0)
 		ktap_diag("BAR1 size 0x%" PRIx64 " (not used here)",
 			  (uint64_t)bar1.size);
 
-	if (vu_region_info(ef.dev.device, VFIO_PCI_BAR0_REGION_INDEX, &ef.bar0)) {
+	if (vu_region_info(ef.dev.device, VFIO_PCI_BAR0_REGION_INDEX,
+			   &ef.bar0)) {
 		ktap_fail("%s", vu_error());
 		return NULL;
 	}

@@ -22,8 +22,10 @@ static bool dma_start(const char *tag, uint64_t src, uint64_t dst,
 		  cmd & EDU_DMA_TO_RAM ? "to-ram" : "to-device", src, dst,
 		  count, cmd);
 	/* Addresses as the u64 registers they are; count and cmd as u32. */
-	return ef_wr(EDU_REG_DMA_SRC, 8, src) && ef_wr(EDU_REG_DMA_DST, 8, dst) &&
-	       ef_wr32(EDU_REG_DMA_COUNT, count) && ef_wr32(EDU_REG_DMA_CMD, cmd);
+	return ef_wr(EDU_REG_DMA_SRC, 8, src) &&
+	       ef_wr(EDU_REG_DMA_DST, 8, dst) &&
+	       ef_wr32(EDU_REG_DMA_COUNT, count) &&
+	       ef_wr32(EDU_REG_DMA_CMD, cmd);
 }
 
 /* A transfer from start to completion (cmd bit 0 clear). */

@@ -110,8 +110,8 @@ const char *ef_case_irq_status_raise_ack(void)
 
 		snprintf(what, sizeof(what), "interrupt status after %s 0x%08x",
 			 steps[i].raise ? "raise" : "ack", steps[i].bits);
-		if (!ef_wr32(steps[i].raise ? EDU_REG_IRQ_RAISE : EDU_REG_IRQ_ACK,
-			     steps[i].bits) ||
+		if (!ef_wr32(steps[i].raise ? EDU_REG_IRQ_RAISE :
+			     EDU_REG_IRQ_ACK, steps[i].bits) ||
 		    !ef_expect_reg(what, EDU_REG_IRQ_STATUS, steps[i].expected))
 			return NULL;
 	}
@@ -162,7 +162,8 @@ const char *ef_case_msi_eventfd(void)
 	if (expect_no_event("MSI before any raise", efd) &&
 	    raise_and_expect("MSI raise 0x1", efd, 0x1) &&
 	    ef_wr32(EDU_REG_IRQ_ACK, 0x1) &&
-	    ef_expect_reg("interrupt status after ack", EDU_REG_IRQ_STATUS, 0) &&
+	    ef_expect_reg("interrupt status after ack", EDU_REG_IRQ_STATUS,
+			  0) &&
 	    expect_no_event("MSI after ack", efd) &&
 	    raise_and_expect("MSI raise 0x2", efd, 0x2) &&
 	    ef_wr32(EDU_REG_IRQ_ACK, 0x2) &&
@@ -215,7 +216,8 @@ const char *ef_case_intx_eventfd(void)
 	    raise_and_expect("INTx raise 0x1", efd, 0x1) &&
 	    /* Edge-style use: ack the device, then unmask. */
 	    ef_wr32(EDU_REG_IRQ_ACK, 0x1) &&
-	    ef_expect_reg("interrupt status after ack", EDU_REG_IRQ_STATUS, 0)) {
+	    ef_expect_reg("interrupt status after ack", EDU_REG_IRQ_STATUS,
+			  0)) {
 		if (vu_irq_unmask(ef.dev.device, VFIO_PCI_INTX_IRQ_INDEX))
 			ktap_fail("%s", vu_error());
 		else if (expect_no_event("INTx after ack and unmask", efd) &&

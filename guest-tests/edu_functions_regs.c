@@ -114,10 +114,12 @@ const char *ef_case_access_dma_regs_64bit(void)
 	if (ef_wr(EDU_REG_DMA_DST, 8, b) && ef_rd(EDU_REG_DMA_DST, 8, &v))
 		ktap_expect_eq("8-byte read of 0x88 after 8-byte write", b, v);
 	/* A 4-byte write stores a whole (zero-extended) address. */
-	if (ef_wr(EDU_REG_DMA_SRC, 4, 0x87654321) && ef_rd(EDU_REG_DMA_SRC, 8, &v))
+	if (ef_wr(EDU_REG_DMA_SRC, 4, 0x87654321) &&
+	    ef_rd(EDU_REG_DMA_SRC, 8, &v))
 		ktap_expect_eq("8-byte read of 0x80 after 4-byte write",
 			       0x87654321, v);
-	if (ef_wr(EDU_REG_DMA_COUNT, 8, 0x1000) && ef_rd(EDU_REG_DMA_COUNT, 8, &v))
+	if (ef_wr(EDU_REG_DMA_COUNT, 8, 0x1000) &&
+	    ef_rd(EDU_REG_DMA_COUNT, 8, &v))
 		ktap_expect_eq("8-byte read of 0x90 after 8-byte write",
 			       0x1000, v);
 
