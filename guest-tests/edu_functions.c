@@ -2,8 +2,10 @@
  * edu_functions.c - every BAR0 function of the edu device (1234:11e8)
  * through vfio-pci: identification, liveness, access-size rules, factorial,
  * interrupt status, MSI and INTx through eventfds, and DMA in both
- * directions through a type1 IOMMU mapping (register map:
- * /work/shared/notes/edu-plus-device.md).
+ * directions through a type1 IOMMU mapping. The register map is in
+ * edu_functions.h; how edu-plus behaves where edu is unsafe, and how the
+ * e2e test compares the two, is in the section "The device" of the
+ * repository's README.md.
  *
  * The same binary runs against QEMU's in-process `-device edu` (the
  * reference) and against edu-plus over vfio-user, and the host compares the

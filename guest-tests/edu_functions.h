@@ -13,6 +13,7 @@
 
 #include "vfio_util.h"
 
+/* The edu device: its IDs, BAR0 registers and their bits. */
 #define EDU_VENDOR		0x1234
 #define EDU_DEVICE		0x11e8
 
