@@ -1,15 +1,15 @@
 /**
  * `edu-plus serve`: one edu-plus device on a Unix socket until SIGINT/SIGTERM.
  */
-import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
-import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
-import { createLogger, type LogLevel } from '../protocol/log.ts';
+import { createLogger } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
-import { UsageError, parseFlags } from './flags.ts';
+import { DEVICE_KINDS, defaultSocketPath } from './devices.ts';
+import { UsageError, parseFlags, parseLogLevel, parseSpinMicros } from './flags.ts';
+import { SERVE_DEVICES_HELP, serveDevices, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
 
@@ -44,27 +44,15 @@ Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reac
   ${attachLine(defaultSocketPath())}
 
 The server runs until SIGINT or SIGTERM, then closes the client and removes its socket.
-QEMU does not reconnect: if the server stops, restart the VM too.`;
+QEMU does not reconnect: if the server stops, restart the VM too.
 
-/** "64M", "1G", "16GiB", "4096" → bytes. */
-export function parseSize(text: string, flag: string): bigint {
-  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${flag} takes a size like 64M, 1G or 16G (got "${text}")`);
-  const shift = { '': 0n, k: 10n, m: 20n, g: 30n, t: 40n }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return BigInt(m[1]!) << shift;
-}
+${SERVE_DEVICES_HELP}`;
 
-function parseInteger(text: string, flag: string): bigint {
-  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text.trim())) throw new UsageError(`${flag} takes a number, decimal or 0x-hex (got "${text}")`);
-  return BigInt(text.trim());
-}
-
-export function defaultSocketPath(): string {
-  const dir = process.env.XDG_RUNTIME_DIR || '/tmp';
-  return `${dir}/edu-plus.sock`;
-}
+export { defaultSocketPath };
 
 export async function serve(argv: string[]): Promise<number> {
+  const devices = takeDeviceArguments(argv);
+  if (devices.specs.length) return serveDevices(devices.specs, devices.rest);
   const flags = parseFlags(argv, {
     'socket-path': 'string',
     'log-level': 'string',
@@ -82,33 +70,13 @@ export async function serve(argv: string[]): Promise<number> {
     console.log(SERVE_HELP);
     return 0;
   }
-  const level = (flags['log-level'] ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-    throw new UsageError(`--log-level must be debug, info, warn or error (got "${level}")`);
-  }
-  const spin = Number(flags['spin-us'] ?? '20');
-  if (!Number.isFinite(spin) || spin < 0 || spin > 10_000) {
-    throw new UsageError(`--spin-us must be a number of microseconds from 0 to 10000 (got "${flags['spin-us']}")`);
-  }
+  const level = parseLogLevel(flags['log-level']);
+  const spin = parseSpinMicros(flags['spin-us']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
-  const bar1Size = flags['bar1-size'] === undefined ? DEFAULT_BAR1_SIZE : parseSize(flags['bar1-size'], '--bar1-size');
-  try {
-    validateBar1Size(bar1Size);
-  } catch (err) {
-    throw new UsageError(`--bar1-size ${flags['bar1-size']}: ${(err as Error).message}`);
-  }
-  const dmaMask = flags['dma-mask'] === undefined ? DEFAULT_DMA_MASK : parseInteger(flags['dma-mask'], '--dma-mask');
-  try {
-    validateDmaMask(dmaMask);
-  } catch (err) {
-    throw new UsageError(`--dma-mask: ${(err as Error).message}`);
-  }
-  const dmaDelayMs = Number(flags['dma-delay-ms'] ?? '0');
-  if (!Number.isInteger(dmaDelayMs) || dmaDelayMs < 0 || dmaDelayMs > 60_000) {
-    throw new UsageError(`--dma-delay-ms must be a whole number of milliseconds from 0 to 60000 (got "${flags['dma-delay-ms']}")`);
-  }
-  const reset = (flags.reset ?? 'none') as EduResetMethod;
-  if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${flags.reset}")`);
+  // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
+  const eduOptions = new Map<string, string | true>();
+  for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
+  const edu = DEVICE_KINDS['edu-plus']!.build(eduOptions, (key) => `--${key}`);
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const log = createLogger({ level });
@@ -116,7 +84,7 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     server = VfioUserServer.listen({
       socketPath,
-      device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true, reset }),
+      device: edu.factory,
       log,
       spinMicros: spin,
     });
@@ -125,7 +93,7 @@ export async function serve(argv: string[]): Promise<number> {
     if (err instanceof Error && !('errno' in err)) throw new UsageError(err.message);
     throw err;
   }
-  log.info(`BAR1 ${bar1Size >> 20n} MiB${flags.hugepages ? ' on 2 MiB huge pages' : ''}, dma_mask 0x${dmaMask.toString(16)}, reset method ${reset}`);
+  log.info(edu.description);
   let traceServer: TraceServer | null = null;
   if (tracePath) {
     try {
@@ -144,14 +112,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
   console.log('Stop with Ctrl-C.');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received, shutting down`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await untilStopSignal(log);
   await traceServer?.close();
   server.close();
   await closeOffload();
