@@ -58,6 +58,7 @@ describe('vm flags', () => {
     assert.equal(o.memoryMiB, 1024);
     assert.equal(o.shell, false);
     assert.equal(o.reset, 'none');
+    assert.deepEqual(o.devices, ['edu-plus']);
   });
 
   it('parses every option', () => {
@@ -71,6 +72,7 @@ describe('vm flags', () => {
     assert.equal(o.memoryMiB, 512);
     assert.equal(o.kernel, 'bz');
     assert.equal(o.modules, 'm');
+    assert.deepEqual(parseVmFlags(['--devices', 'gpu, edu-plus']).devices, ['gpu', 'edu-plus']);
   });
 
   it('refuses mistakes with what to do', () => {
@@ -86,6 +88,9 @@ describe('vm flags', () => {
       [['bzImage'], /takes no arguments/],
       [['--reset', 'bus'], /--reset must be none, flr, pm/],
       [['--kernal', 'x'], /unknown option --kernal; known options: --kernel/],
+      [['--devices', 'edu-plus,tpu'], /--devices: no device "tpu"; devices: edu-plus, gpu/],
+      [['--devices', 'gpu,gpu'], /names a device twice/],
+      [['--devices', 'edu-plus,gpu', '--socket-path', 's'], /--socket-path names one socket: with several --devices/],
     ];
     for (const [argv, message] of bad) assert.throws(() => parseVmFlags(argv), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));
   });
@@ -93,7 +98,7 @@ describe('vm flags', () => {
   it('--help states the exit codes', () => {
     const help = vmHelp();
     for (const needle of ['--kernel FILE', '--modules DIR', '--initrd FILE', '--headers DIR', '--shell', '--iommu KIND', '--trace',
-      '--print-cmdline', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
+      '--print-cmdline', '--devices LIST', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
       assert.ok(help.includes(needle), `help mentions ${needle}`);
     }
   });
