@@ -15,6 +15,7 @@ import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
 import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
 import { createGpu, DEFAULT_VRAM_SIZE, validateVramSize } from '../device/gpu.ts';
 import type { DeviceFactory } from '../protocol/served-device.ts';
+import { ensurePrivateDir } from '../protocol/socket-file.ts';
 import { UsageError, parseInteger, parseSize } from './flags.ts';
 
 /** Options of one device as given: `key=value`, or `key` alone for a yes/no option. */
@@ -101,10 +102,22 @@ const gpu: DeviceKind = {
 
 export const DEVICE_KINDS: Readonly<Record<string, DeviceKind>> = { 'edu-plus': eduPlus, gpu };
 
+/** $XDG_RUNTIME_DIR (private to the user by design), else a private directory of ours in /tmp. */
+export function defaultSocketDir(): { dir: string; ours: boolean } {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  if (runtime) return { dir: runtime, ours: false };
+  return { dir: `/tmp/edu-plus-${process.getuid?.() ?? 'user'}`, ours: true };
+}
+
+/** Creates (or checks) our private /tmp directory when the default sockets live there. */
+export function ensureDefaultSocketDir(): void {
+  const { dir, ours } = defaultSocketDir();
+  if (ours) ensurePrivateDir(dir);
+}
+
 /** Where a device listens unless told: edu-plus.sock (npm start's path), edu-plus-gpu.sock, … */
 export function defaultSocketPath(label = 'edu-plus'): string {
-  const dir = process.env.XDG_RUNTIME_DIR || '/tmp';
-  return `${dir}/${label === 'edu-plus' ? 'edu-plus' : `edu-plus-${label}`}.sock`;
+  return `${defaultSocketDir().dir}/${label === 'edu-plus' ? 'edu-plus' : `edu-plus-${label}`}.sock`;
 }
 
 /** One parsed --device argument. */
@@ -157,6 +170,7 @@ export async function parseDeviceSpecs(args: readonly string[], traceByDefault: 
     const seen = labels.get(base) ?? 0;
     labels.set(base, seen + 1);
     const unique = seen === 0 ? base : `${base}-${seen + 1}`;
+    if (socket === undefined) ensureDefaultSocketDir();
     const socketPath = resolve(socket ?? defaultSocketPath(unique));
     const tracePath = trace === 'none' || (!traceByDefault && trace === undefined) ? null : resolve(trace ?? `${socketPath}.trace`);
     specs.push({ name, label: unique, socketPath, tracePath, ...built });

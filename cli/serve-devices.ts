@@ -4,24 +4,25 @@
  * time while its client talks to it. The single-device form (`npm start`, no --device) stays
  * in serve.ts; the device names and options live in devices.ts.
  */
+import type { ClientLimits } from '../protocol/client-limits.ts';
 import type { Logger } from '../protocol/log.ts';
-import { createLogger } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { type DeviceSpec, devicesHelp, parseDeviceSpecs } from './devices.ts';
-import { UsageError, parseFlags, parseLogLevel, parseSpinMicros } from './flags.ts';
+import { UsageError } from './flags.ts';
 
 export const SERVE_DEVICES_HELP = `Several devices (or one that is not edu-plus) from one process:
 
   npm start -- --device SPEC [--device SPEC]... [--log-level L] [--spin-us N] [--no-trace]
+                [the client limits above, which apply to every device]
 
 SPEC is NAME[,KEY=VALUE|,FLAG]... — NAME a shipped device or the path of your own device module
 (one whose default export is a DeviceFactory, see the README's "Write your own device"):
 ${devicesHelp()}
   Every device also takes:
-      socket=PATH    where it listens (default: $XDG_RUNTIME_DIR or /tmp, edu-plus.sock for
+      socket=PATH    where it listens (default: the directory of --socket-path's default; edu-plus.sock for
                      edu-plus, edu-plus-NAME.sock for others, -2, -3 … for repeats)
       trace=PATH     its trace socket (default: the socket path plus ".trace"); trace=none: none
 
@@ -47,24 +48,25 @@ export function takeDeviceArguments(argv: readonly string[]): { specs: string[];
 }
 
 /** The flags of the single-device form, which the --device form takes inside a spec instead. */
-const SINGLE_DEVICE_FLAGS = ['socket-path', 'trace-socket', 'bar1-size', 'hugepages', 'dma-mask', 'dma-delay-ms', 'reset'];
+const SINGLE_DEVICE_FLAGS = ['socket-path', 'trace-socket', 'bar1-size', 'hugepages', 'dma-mask', 'dma-delay-ms', 'reset'] as const;
 
-export async function serveDevices(specArgs: readonly string[], argv: readonly string[]): Promise<number> {
-  const misplaced = argv.find((a) => SINGLE_DEVICE_FLAGS.some((f) => a === `--${f}` || a.startsWith(`--${f}=`)));
+export interface ServeDevicesOptions {
+  /** serve's parsed flags: the ones every device shares, and single-device ones to refuse. */
+  readonly flags: Readonly<Record<string, unknown>> & { readonly 'no-trace'?: boolean; readonly _: readonly string[] };
+  readonly log: Logger;
+  readonly spinMicros: number;
+  readonly clientLimits: ClientLimits;
+}
+
+export async function serveDevices(specArgs: readonly string[], opts: ServeDevicesOptions): Promise<number> {
+  const misplaced = SINGLE_DEVICE_FLAGS.find((f) => opts.flags[f] !== undefined);
   if (misplaced) {
-    const name = misplaced.slice(2).split('=')[0]!;
-    const key = name === 'socket-path' ? 'socket' : name === 'trace-socket' ? 'trace' : name;
-    throw new UsageError(`${misplaced.split('=')[0]} applies to one device: with --device, put it in the spec, e.g. --device edu-plus,${key}${key === 'hugepages' ? '' : '=VALUE'}`);
+    const key = misplaced === 'socket-path' ? 'socket' : misplaced === 'trace-socket' ? 'trace' : misplaced;
+    throw new UsageError(`--${misplaced} applies to one device: with --device, put it in the spec, e.g. --device edu-plus,${key}${key === 'hugepages' ? '' : '=VALUE'}`);
   }
-  const flags = parseFlags([...argv], { 'log-level': 'string', 'spin-us': 'string', 'no-trace': 'boolean', help: 'boolean' });
-  if (flags.help) {
-    console.log(SERVE_DEVICES_HELP);
-    return 0;
-  }
-  if (flags._.length) throw new UsageError(`serve takes no arguments besides options (got "${flags._.join(' ')}"); see serve --help`);
-  const log = createLogger({ level: parseLogLevel(flags['log-level']) });
-  const spinMicros = parseSpinMicros(flags['spin-us']);
-  const specs = await parseDeviceSpecs(specArgs, !flags['no-trace']);
+  if (opts.flags._.length) throw new UsageError(`serve takes no arguments besides options (got "${opts.flags._.join(' ')}"); see serve --help`);
+  const { log, spinMicros, clientLimits } = opts;
+  const specs = await parseDeviceSpecs(specArgs, !opts.flags['no-trace']);
   const served: { spec: DeviceSpec; server: VfioUserServer; trace: TraceServer | null }[] = [];
   const closeAll = async () => {
     for (const s of served.splice(0).reverse()) {
@@ -75,7 +77,7 @@ export async function serveDevices(specArgs: readonly string[], argv: readonly s
   try {
     for (const spec of specs) {
       const deviceLog = specs.length > 1 ? log.child(spec.label) : log;
-      const server = listen(spec, deviceLog, spinMicros);
+      const server = listen(spec, deviceLog, spinMicros, clientLimits);
       served.push({ spec, server, trace: null });
       deviceLog.info(`${spec.name}: ${spec.description}`);
       if (spec.tracePath) served.at(-1)!.trace = await startTraceServer({ socketPath: spec.tracePath, server, log: deviceLog.child('trace') });
@@ -84,6 +86,8 @@ export async function serveDevices(specArgs: readonly string[], argv: readonly s
     await closeAll();
     throw err;
   }
+  // Signal handlers before the "serving" lines: whoever starts us may stop us as soon as it reads them.
+  const stopped = untilStopSignal(log);
   for (const { spec } of served) {
     console.log(`${spec.label} is serving on ${spec.socketPath}`);
     console.log(`  attach: ${attachLine(spec.socketPath)}`);
@@ -91,15 +95,15 @@ export async function serveDevices(specArgs: readonly string[], argv: readonly s
   }
   console.log('Give QEMU one -device option per socket (guest RAM must be shared memory, see serve --help).');
   console.log('Stop with Ctrl-C.');
-  await untilStopSignal(log);
+  await stopped;
   await closeAll();
   await closeOffload();
   return 0;
 }
 
-function listen(spec: DeviceSpec, log: Logger, spinMicros: number): VfioUserServer {
+function listen(spec: DeviceSpec, log: Logger, spinMicros: number, clientLimits: ClientLimits): VfioUserServer {
   try {
-    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, spinMicros });
+    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, spinMicros, clientLimits });
   } catch (err) {
     // A declaration the layer refuses or memory the host cannot give: the user's to fix.
     if (err instanceof Error && !('errno' in err)) throw new UsageError(`--device ${spec.name}: ${err.message}`);

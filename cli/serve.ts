@@ -3,12 +3,13 @@
  */
 import { createLogger } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
+import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
-import { DEVICE_KINDS, defaultSocketPath } from './devices.ts';
-import { UsageError, parseFlags, parseLogLevel, parseSpinMicros } from './flags.ts';
+import { DEVICE_KINDS, defaultSocketPath, ensureDefaultSocketDir } from './devices.ts';
+import { UsageError, parseFlags, parseLogLevel, parseSize, parseSpinMicros } from './flags.ts';
 import { SERVE_DEVICES_HELP, serveDevices, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
@@ -17,8 +18,10 @@ Serves one edu-plus PCI device (QEMU's edu, 1234:11e8, plus a 64 MiB prefetchabl
 over vfio-user on a Unix socket, and prints the QEMU option that attaches it.
 
 Options:
-  --socket-path PATH   where to listen (default: ${defaultSocketPath()}).
-                       A stale socket file left by a dead server is replaced; a live one is an error.
+  --socket-path PATH   where to listen (default: ${defaultSocketPath()}; without
+                       $XDG_RUNTIME_DIR, a directory /tmp/edu-plus-UID that must be ours and 0700).
+                       The socket is created mode 0600. A stale socket file left by a dead server
+                       is replaced; a live one is an error.
   --log-level LEVEL    debug | info | warn | error (default: info). debug logs every DMA map.
   --spin-us N          after each burst of requests keep polling the socket for N microseconds
                        before sleeping (default: 20; 0 sleeps at once). Trades CPU for latency.
@@ -39,6 +42,19 @@ Options:
                        resets the function). BAR1 keeps its contents across any reset.
   -h, --help           show this help.
 
+Limits on what one client can make the server hold (a client that ignores them is slowed
+down or closed, never the server):
+  --max-queued-bytes SIZE   unread replies per client before its requests wait unread
+                            (default ${DEFAULT_CLIENT_LIMITS.maxQueuedBytes >> 20}M)
+  --max-queued-replies N    the same, counted in messages (default ${DEFAULT_CLIENT_LIMITS.maxQueuedMessages})
+  --max-queued-fds N        descriptors held by unread replies, e.g. BAR1 fds of
+                            GET_REGION_INFO replies (default ${DEFAULT_CLIENT_LIMITS.maxQueuedFds})
+  --idle-timeout-ms N       a client that sends no VERSION, a refused one that says nothing, and one
+                            that half-closed without reading its last replies are closed after N ms
+                            (default ${DEFAULT_CLIENT_LIMITS.idleTimeoutMs})
+  --max-migration-bytes SIZE  migration data accepted in RESUMING (default ${DEFAULT_CLIENT_LIMITS.maxMigrationBytes >> 20}M)
+  --max-refusing N          refused connections kept open at once to answer EBUSY (default ${DEFAULT_CLIENT_LIMITS.maxRefusing})
+
 Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reach it directly):
   -object memory-backend-memfd,id=mem,size=1G,share=on -machine q35,memory-backend=mem
   ${attachLine(defaultSocketPath())}
@@ -50,10 +66,38 @@ ${SERVE_DEVICES_HELP}`;
 
 export { defaultSocketPath };
 
+/** A whole number flag within [min, max]. */
+function parseCount(text: string | undefined, flag: string, fallback: number, min: number, max: number, unit = ''): number {
+  if (text === undefined) return fallback;
+  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number${unit} from ${min} to ${max} (got "${text}")`);
+  return n;
+}
+
+function parseByteLimit(text: string | undefined, flag: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = parseSize(text, flag);
+  if (n < 4096n || n > 1n << 32n) throw new UsageError(`${flag} must be from 4K to 4G (got "${text}")`);
+  return Number(n);
+}
+
+function parseClientLimits(flags: Record<string, string | boolean | string[] | undefined>): ClientLimits {
+  const d = DEFAULT_CLIENT_LIMITS;
+  const str = (k: string) => flags[k] as string | undefined;
+  return {
+    maxQueuedBytes: parseByteLimit(str('max-queued-bytes'), '--max-queued-bytes', d.maxQueuedBytes),
+    maxQueuedMessages: parseCount(str('max-queued-replies'), '--max-queued-replies', d.maxQueuedMessages, 1, 1 << 20),
+    maxQueuedFds: parseCount(str('max-queued-fds'), '--max-queued-fds', d.maxQueuedFds, 1, 4096),
+    idleTimeoutMs: parseCount(str('idle-timeout-ms'), '--idle-timeout-ms', d.idleTimeoutMs, 100, 600_000, ' of milliseconds'),
+    maxMigrationBytes: parseByteLimit(str('max-migration-bytes'), '--max-migration-bytes', d.maxMigrationBytes),
+    maxRefusing: parseCount(str('max-refusing'), '--max-refusing', d.maxRefusing, 0, 1024),
+  };
+}
+
 export async function serve(argv: string[]): Promise<number> {
+  // --device may repeat, which parseFlags does not do: take those out first.
   const devices = takeDeviceArguments(argv);
-  if (devices.specs.length) return serveDevices(devices.specs, devices.rest);
-  const flags = parseFlags(argv, {
+  const flags = parseFlags(devices.rest, {
     'socket-path': 'string',
     'log-level': 'string',
     'spin-us': 'string',
@@ -64,6 +108,12 @@ export async function serve(argv: string[]): Promise<number> {
     'dma-mask': 'string',
     'dma-delay-ms': 'string',
     reset: 'string',
+    'max-queued-bytes': 'string',
+    'max-queued-replies': 'string',
+    'max-queued-fds': 'string',
+    'idle-timeout-ms': 'string',
+    'max-migration-bytes': 'string',
+    'max-refusing': 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -73,13 +123,19 @@ export async function serve(argv: string[]): Promise<number> {
   const level = parseLogLevel(flags['log-level']);
   const spin = parseSpinMicros(flags['spin-us']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
+  const clientLimits = parseClientLimits(flags);
+  const log = createLogger({ level });
+  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
+  // device and its client (the log rate limit keeps a repeating one from flooding).
+  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
+  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, spinMicros: spin, clientLimits });
   // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
   const eduOptions = new Map<string, string | true>();
   for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
   const edu = DEVICE_KINDS['edu-plus']!.build(eduOptions, (key) => `--${key}`);
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
+  if (flags['socket-path'] === undefined) ensureDefaultSocketDir();
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
-  const log = createLogger({ level });
   let server: VfioUserServer;
   try {
     server = VfioUserServer.listen({
@@ -87,6 +143,7 @@ export async function serve(argv: string[]): Promise<number> {
       device: edu.factory,
       log,
       spinMicros: spin,
+      clientLimits,
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.
@@ -104,6 +161,9 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
 
+  // Signal handlers before the "serving" line: whoever starts us may stop us as soon as it reads it.
+  const stopped = untilStopSignal(log);
+
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');
   console.log(`  ${attachLine(socketPath)}`);
@@ -112,7 +172,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (tracePath) console.log(`Watch the device (events, registers) with: tsx cli/main.ts trace ${tracePath}`);
   console.log('Stop with Ctrl-C.');
 
-  await untilStopSignal(log);
+  await stopped;
   await traceServer?.close();
   server.close();
   await closeOffload();

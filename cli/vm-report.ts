@@ -5,6 +5,8 @@
  * the run. Pure functions, so the exit-code rules are unit-tested without a VM.
  */
 import { type KtapResult, parseKtap } from '../qemu-configs/ktap.ts';
+import { MODULE_REPORT } from '../qemu-configs/guest-init.ts';
+import { buildIdFromNote } from '../qemu-configs/module-closure.ts';
 
 export const TEST_BEGIN = 'EDU_PLUS_VM_BEGIN';
 export const TEST_END = 'EDU_PLUS_VM_END';
@@ -173,4 +175,98 @@ export function formatVerdict(v: Verdict): string[] {
   out.push(`verdict: ${word} (exit ${v.exitCode}): ${v.passed} passed, ${v.failed} failed, ${v.skipped} skipped` +
     ` in ${v.programs.length} test program${v.programs.length === 1 ? '' : 's'}`);
   return out;
+}
+
+/** What /init said about one loaded VFIO module (a MODULE_REPORT line, see guest-init.ts). */
+export interface ModuleReport {
+  name: string;
+  /** The modules.dep path busybox modprobe loaded it from ('-' when modules.dep has none). */
+  file: string;
+  /** /sys/module/<m>/taint: 'O' out of tree, 'E' unsigned, ... */
+  taint: string;
+  srcversion: string;
+  /** The build ID of the loaded object (hex), from its sysfs build-id note. */
+  buildId?: string;
+  /** The names of its parameters (/sys/module/<m>/parameters). */
+  params: string[];
+  vermagic: string;
+}
+
+/** The MODULE_REPORT lines of a guest console. */
+export function parseModuleReports(lines: readonly string[]): ModuleReport[] {
+  const reports: ModuleReport[] = [];
+  const pattern = new RegExp(`${MODULE_REPORT} name=(\\S+) file=(\\S+) taint=(\\S*) srcversion=(\\S+) buildid=(\\S+) params=(\\S+) vermagic=(.*)$`);
+  for (const line of lines) {
+    const m = pattern.exec(line);
+    if (m === null) continue;
+    const note = m[5] === '-' || !/^[0-9a-f]+$/.test(m[5]!) ? undefined : buildIdFromNote(Buffer.from(m[5]!, 'hex'));
+    const params = m[6] === '-' ? [] : m[6]!.split(',');
+    reports.push({ name: m[1]!, file: m[2]!, taint: m[3]!, srcversion: m[4]!, buildId: note, params, vermagic: m[7]!.trim() });
+  }
+  return reports;
+}
+
+/** A VFIO module the initramfs carried (from buildInitramfs's summary) and why. */
+export interface ExpectedModule {
+  name: string;
+  /** Its path below lib/modules/<release>/ in the guest. */
+  path: string;
+  /** The host file it came from. */
+  source: string;
+  origin: 'override' | 'updates' | 'extra' | 'kernel' | 'other';
+  buildId?: string;
+  /** Same-name files it replaced (e.g. the stock kernel/ copy), with their build IDs. */
+  shadowed: { file: string; buildId?: string }[];
+}
+
+export interface ProvenanceOptions {
+  /** The modules are the developer's: given with --modules, or built by --vfio-src. */
+  developerModules: boolean;
+  /** Where --vfio-src modules came from (for the summary). */
+  vfioSrc?: string;
+}
+
+function shortId(id: string | undefined): string {
+  return id === undefined ? '(no build ID)' : id.slice(0, 12);
+}
+
+/**
+ * The provenance block of the summary and the problems that fail the run: every VFIO module we
+ * packed must be the one the guest runs (its loaded build ID equals the packed file's), a
+ * module the loop built must be out of tree, and a developer's module that the guest is not
+ * running is a failure that says which file ran instead.
+ */
+export function judgeModules(reports: readonly ModuleReport[], expected: readonly ExpectedModule[], opts: ProvenanceOptions): { lines: string[]; problems: string[] } {
+  const lines: string[] = [];
+  const problems: string[] = [];
+  const vfio = expected.filter((e) => e.name.startsWith('vfio'));
+  if (reports.length === 0 && vfio.length === 0) return { lines, problems };
+  lines.push('', '== vfio modules the guest loaded ==');
+  const width = Math.max(4, ...reports.map((r) => r.name.length), ...vfio.map((e) => e.name.length));
+  for (const r of reports) {
+    const e = vfio.find((x) => x.name === r.name);
+    const tree = r.taint.includes('O') ? 'out-of-tree' : 'in-tree';
+    const from = e === undefined ? 'not packed by edu-plus'
+      : e.origin === 'override' ? `built from ${opts.vfioSrc ?? 'the developer tree'} (${e.source})`
+      : opts.developerModules && opts.vfioSrc === undefined ? `${e.origin}/ of your --modules, ${e.source}` : `stock, ${e.source}`;
+    lines.push(`${r.name.padEnd(width)}  ${tree} (taint ${r.taint || '-'})  ${r.file}  <- ${from}`);
+    lines.push(`${''.padEnd(width)}  build-id ${shortId(r.buildId)}  srcversion ${r.srcversion}  vermagic ${r.vermagic || '?'}`);
+    if (r.params.length > 0) lines.push(`${''.padEnd(width)}  parameters ${r.params.join(', ')}`);
+    if (e === undefined) continue;
+    if (e.buildId !== undefined && r.buildId !== e.buildId) {
+      const stock = e.shadowed.find((s) => s.buildId !== undefined && s.buildId === r.buildId);
+      problems.push(`${r.name}: the guest runs build ID ${shortId(r.buildId)}, not ${e.path} (${shortId(e.buildId)}) that edu-plus packed` +
+        (stock !== undefined ? `: that is the stock ${stock.file}, so your module did not load` : ''));
+    }
+    if (e.origin === 'override' && !r.taint.includes('O')) {
+      problems.push(`${r.name}: loaded as an in-tree module (taint "${r.taint}"), but --vfio-src built it out of tree: the stock module ran, not yours`);
+    }
+  }
+  for (const e of vfio) {
+    if (reports.some((r) => r.name === e.name)) continue;
+    lines.push(`${e.name.padEnd(width)}  NOT LOADED  (packed: ${e.path} <- ${e.source})`);
+    if (opts.developerModules || e.origin === 'override') problems.push(`${e.name}: your ${e.path} was packed but the guest did not load it`);
+    else problems.push(`${e.name}: packed but not loaded by the guest`);
+  }
+  return { lines, problems };
 }

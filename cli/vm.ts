@@ -22,11 +22,13 @@ import { buildInitramfs } from '../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote, vfioUserDevice } from '../qemu-configs/qemu-command.ts';
+import { ModuleResolutionError } from '../qemu-configs/module-index.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
+import { ModuleBuildError, checkVfioTree, prepareVfioSrc } from '../qemu-configs/vfio-src-build.ts';
 import { formatEvent } from '../trace/format.ts';
 import { DEVICE_KINDS, defaultSocketPath } from './devices.ts';
 import { UsageError, parseFlags } from './flags.ts';
-import { EXIT_FAIL, EXIT_PASS, TEST_BEGIN, TEST_END, formatVerdict, judge, testCommand } from './vm-report.ts';
+import { EXIT_FAIL, EXIT_PASS, type ExpectedModule, TEST_BEGIN, TEST_END, formatVerdict, judge, judgeModules, parseModuleReports, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
 const DEFAULT_MEMORY_MIB = 1024;
@@ -70,6 +72,19 @@ Your kernel:
   --headers DIR        build the guest tests against your kernel's UAPI: DIR as given to
                        \`make headers_install INSTALL_HDR_PATH=DIR\` (DIR/include/linux/vfio.h).
                        Default: Debian's 7.3 UAPI headers (provisioned). Binaries are cached per DIR.
+  Modules resolve like modprobe: updates/ and extra/ before kernel/, depmod's modules.dep when
+  present; two files of one module at the same rank (x.ko next to x.ko.xz) are an error.
+
+Your vfio-pci, on the stock kernel (the out-of-tree loop):
+  --vfio-src TREE      build drivers/vfio/pci of the Linux tree TREE (the guest kernel's version)
+                       with that kernel's Debian build files and gcc-14 (provisioned on first use)
+                       and test with your vfio-pci-core.ko/vfio-pci.ko instead of the stock ones;
+                       the guest tests use TREE's UAPI. TREE is only read (drivers/vfio/pci and the
+                       vfio*.h headers are mirrored to the cache; rebuilds are incremental). See
+                       the README's kernel-developer section. Not with --kernel/--modules/--headers.
+
+Every run prints which file each loaded vfio module came from (in-tree or out-of-tree, build ID,
+vermagic), and fails when a module you gave or built is not the one the guest runs.
 
 What to run:
   --tests LIST         test programs to run, comma-separated, in that order. Default: all, i.e.
@@ -108,9 +123,11 @@ Exit code:
   0  all pass: every test program ran to its end, nothing failed, at least one case passed
      (skips are allowed only if something passed);
   1  any failure: a \`not ok\`, a missing result, a test program that crashed or never ran, a
-     guest kernel panic or oops, a timeout, or a VM that did not boot;
+     guest kernel panic or oops, a timeout, a VM that did not boot, a vfio module you gave
+     or built that is not the one the guest runs, or a --vfio-src tree that does not compile;
   2  wrong usage: an unknown option or value, a missing kernel, modules, initrd or headers, or
-     modules of another release than the kernel (the message says what to pass);
+     modules of another release than the kernel, a --vfio-src TREE that is not a kernel tree
+     or not of the guest kernel's version (the message says what to pass);
   4  everything skipped: no case passed and none failed.
 With --shell: 0 when the VM powered off normally.`;
 }
@@ -120,6 +137,7 @@ const FLAGS = {
   modules: 'string',
   initrd: 'string',
   headers: 'string',
+  'vfio-src': 'string',
   tests: 'string',
   shell: 'boolean',
   iommu: 'string',
@@ -142,6 +160,8 @@ export interface VmOptions {
   modules?: string;
   initrd?: string;
   headers?: string;
+  /** A kernel tree whose drivers/vfio/pci the out-of-tree loop builds. */
+  vfioSrc?: string;
   tests?: string[];
   shell: boolean;
   iommu: 'intel' | 'virtio';
@@ -193,9 +213,15 @@ export function parseVmFlags(argv: string[]): VmOptions {
     throw new UsageError('--kernel needs its modules: --modules DIR (DIR as given to make modules_install INSTALL_MOD_PATH=DIR), ' +
       '--initrd FILE (an initramfs that holds them), or --modules none if vfio, vfio_iommu_type1 and vfio-pci are built in');
   }
+  const vfioSrc = f['vfio-src'];
+  if (vfioSrc !== undefined && (f.kernel !== undefined || f.modules !== undefined || f.headers !== undefined)) {
+    throw new UsageError('--vfio-src builds vfio-pci for the provisioned Debian kernel and takes the UAPI headers from TREE: ' +
+      'drop --kernel/--modules/--headers (for your own kernel, build the modules there and pass --kernel with --modules)');
+  }
   return {
     kernel: f.kernel,
     modules: f.modules,
+    vfioSrc,
     initrd: f.initrd,
     headers: f.headers,
     tests,
@@ -235,6 +261,8 @@ interface Prepared {
   kernel: GuestKernel;
   tests: string[];
   initrd: string;
+  /** The VFIO modules the initramfs carries, to check against what the guest loaded. */
+  packed: ExpectedModule[];
 }
 
 /** Provisions QEMU and the kernel, builds the tests and the initramfs. */
@@ -248,6 +276,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     }
     if (opts.headers !== undefined) includeDir = findHeadersInclude(opts.headers);
     if (opts.initrd !== undefined) await concatInitramfs(opts.initrd, Buffer.alloc(0));
+    if (opts.vfioSrc !== undefined) await checkVfioTree(opts.vfioSrc, (await provisionKernel()).version);
   } catch (err) {
     if (err instanceof KernelInputError) throw new UsageError(err.message);
     throw err;
@@ -258,6 +287,11 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
       (custom.hasModules ? `, modules ${k.modulesDir}` : opts.initrd !== undefined ? ', modules from --initrd' : ', modules built in'));
   }
 
+  let vfioSrc: Awaited<ReturnType<typeof prepareVfioSrc>> | undefined;
+  if (opts.vfioSrc !== undefined) {
+    vfioSrc = await prepareVfioSrc(opts.vfioSrc, (await provisionKernel()).version);
+    includeDir = vfioSrc.includeDir;
+  }
   const testsDir = includeDir === undefined
     ? undefined
     : join(cacheDir(), 'guest-tests-headers', createHash('sha256').update(includeDir).digest('hex').slice(0, 16));
@@ -283,14 +317,15 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
   const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand)];
   const key = createHash('sha256')
-    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests]))
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, vfioSrc?.build.buildDir]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir(), 'images', 'vm');
   const ours = join(dir, `${kernel.version}-${key}.cpio.gz`);
-  await buildInitramfs({
+  const summary = await buildInitramfs({
     kernel,
     modules: withModules ? modules : [],
+    moduleOverrides: vfioSrc?.build.modules,
     files: tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })),
     init: defaultInit({ modules: loadModules, commands }),
     output: ours,
@@ -304,7 +339,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     await rename(`${initrd}.tmp-${process.pid}`, initrd);
     step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
   }
-  return { qemu, kernel, tests, initrd };
+  return { qemu, kernel, tests, initrd, packed: summary.packed };
 }
 
 const hex4 = (id: number) => id.toString(16).padStart(4, '0');
@@ -331,7 +366,17 @@ export async function vm(argv: string[]): Promise<number> {
     return 0;
   }
   const step = progress('vm');
-  const prepared = await prepare(opts, step);
+  let prepared: Prepared;
+  try {
+    prepared = await prepare(opts, step);
+  } catch (err) {
+    // An ambiguous modules tree is wrong input (exit 2); a compile error in the developer's
+    // tree fails the run with the compiler's words, no stack trace of ours.
+    if (err instanceof ModuleResolutionError) throw new UsageError(err.message);
+    if (!(err instanceof ModuleBuildError)) throw err;
+    console.error(`edu-plus: ${err.message}`);
+    return EXIT_FAIL;
+  }
   const { qemu, kernel, tests, initrd } = prepared;
 
   const tempDir = opts.socketPath === undefined && !opts.printCmdline ? mkdtempSync(join(tmpdir(), 'edu-plus-vm-')) : undefined;
@@ -403,7 +448,7 @@ export async function vm(argv: string[]): Promise<number> {
   }
   try {
     if (opts.shell) return await runShell(qemu, args, tests, step);
-    return await runTests(opts, qemu, args, tests, step, serverLog);
+    return await runTests(opts, qemu, args, tests, step, serverLog, prepared.packed);
   } finally {
     for (const stop of unsubscribe) stop();
     await closeServers();
@@ -417,6 +462,7 @@ async function runTests(
   tests: string[],
   step: ReturnType<typeof progress>,
   serverLog: string[],
+  packed: ExpectedModule[],
 ): Promise<number> {
   step.info(`booting (${kvmUsable() ? 'KVM' : 'TCG'}, ${opts.memoryMiB} MiB, ${opts.iommu}-iommu, ` +
     `${opts.sharedMemory ? 'shared' : 'private'} guest RAM; timeout ${opts.timeoutSeconds} s)`);
@@ -468,6 +514,9 @@ async function runTests(
     initSeen: run.initMs !== undefined,
     doneSeen: run.doneMs !== undefined,
   });
+  const provenance = judgeModules(parseModuleReports(run.lines), packed, { developerModules: opts.modules !== undefined || opts.vfioSrc !== undefined, vfioSrc: opts.vfioSrc });
+  verdict.problems.push(...provenance.problems);
+  if (provenance.problems.length > 0) verdict.exitCode = EXIT_FAIL;
   if (interrupted) {
     verdict.problems.push('interrupted (Ctrl-C)');
     verdict.exitCode = EXIT_FAIL;
@@ -489,7 +538,7 @@ async function runTests(
   }
   step.done(`QEMU exited (${run.signal ?? `status ${run.exitCode}`}) after ${(run.durationMs / 1000).toFixed(1)} s; ` +
     `/init at ${run.initMs === undefined ? '-' : `${(run.initMs / 1000).toFixed(1)} s`}`);
-  for (const line of formatVerdict(verdict)) console.log(line);
+  for (const line of [...provenance.lines, ...formatVerdict(verdict)]) console.log(line);
   return verdict.exitCode;
 }
 

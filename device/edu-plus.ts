@@ -126,10 +126,15 @@ export class EduPlus extends PciFunction {
 
   private startDma(): void {
     const r = this.registers;
-    this.dmaEngine.start(
-      { src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n },
-      (transferred) => r.completeDma(transferred),
-    );
+    this.dmaEngine.start({ src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n }, (transferred) => {
+      // Completion runs from a promise: whatever goes wrong raising the interrupt must be
+      // logged here, or it becomes an unhandled rejection that ends the process.
+      try {
+        r.completeDma(transferred);
+      } catch (err) {
+        this.host.log.error(`DMA completion (status and interrupt) failed: ${(err as Error).message}`);
+      }
+    });
   }
 
   /**

@@ -1,13 +1,14 @@
 /**
  * The device's view of guest memory: a transfer is split over the DMA mappings it spans; each
- * piece is copied straight through our mapping of the client's fd when there is one, or
- * carried by DMA_READ/DMA_WRITE messages (in chunks of the client's max_data_xfer_size) when
- * the client mapped memory without an fd.
+ * piece is copied straight through our mapping of the client's fd when the file is sealed
+ * against shrinking, with pread/pwrite on the fd when it is not (a mapping of a file the
+ * client may truncate would fault: SIGBUS), or carried by DMA_READ/DMA_WRITE messages (in
+ * chunks of the client's max_data_xfer_size) when the client mapped memory without an fd.
  */
 import { encodeDmaTransfer, decodeDmaTransfer } from './codec.ts';
 import { type DmaAccess, DmaFault } from './served-device.ts';
 import type { DmaMapTable, DmaSegment } from './dma.ts';
-import { fstat, viewOf } from './native/libc.ts';
+import { SyscallError, pread, pwrite, viewOf } from './native/libc.ts';
 import type { PeerRequests } from './peer-requests.ts';
 import { Command } from './wire.ts';
 
@@ -21,8 +22,8 @@ export interface DmaChannel {
 const WHOLE_VIEW_LIMIT = 1n << 30n;
 
 export class ServerDma implements DmaAccess {
-  /** Bytes moved by each path, for logs, tests and benchmarks. */
-  readonly moved = { direct: 0, messages: 0 };
+  /** Bytes moved by each path (mapped, copied through the fd, messages), for tests and benchmarks. */
+  readonly moved = { direct: 0, copied: 0, messages: 0 };
 
   constructor(
     private readonly table: DmaMapTable,
@@ -48,21 +49,38 @@ export class ServerDma implements DmaAccess {
   }
 
   /**
-   * The piece's bytes in our mapping; used synchronously, never kept across an await. A client
-   * that shrank the file since mapping it would make the copy fault (SIGBUS, fatal to the
-   * server), so the file's size is checked first.
+   * The piece's bytes in our mapping of a sealed file (it cannot shrink, so the mapping cannot
+   * fault); used synchronously, never kept across an await.
    */
-  private direct(p: DmaSegment): Uint8Array {
+  private mapped(p: DmaSegment): Uint8Array {
     const file = p.region.file!;
     const start = p.region.fileOffset + (p.address - p.region.address);
-    if (fstat(file.fd).size < start + p.length) {
-      throw new DmaFault(p.address, Number(p.length), 'the client shrank the file backing this DMA mapping');
-    }
     if (file.size <= WHOLE_VIEW_LIMIT) {
       file.view ??= new Uint8Array(viewOf(file.addr, Number(file.size)));
       return file.view.subarray(Number(start), Number(start + p.length));
     }
     return new Uint8Array(viewOf(file.addr + start, Number(p.length)));
+  }
+
+  /** Copies one piece between `data` and an fd-backed mapping: through our mapping, or the fd. */
+  private copyFile(p: DmaSegment, data: Uint8Array, write: boolean): void {
+    const file = p.region.file!;
+    if (write && !file.writable) throw new DmaFault(p.address, data.byteLength, 'the client passed a read-only fd');
+    if (file.addr !== 0n) {
+      if (write) this.mapped(p).set(data);
+      else data.set(this.mapped(p));
+      this.moved.direct += data.byteLength;
+      return;
+    }
+    const at = p.region.fileOffset + (p.address - p.region.address);
+    try {
+      if (write) pwrite(file.fd, data, at);
+      else if (pread(file.fd, data, at) < data.byteLength) throw new DmaFault(p.address, data.byteLength, 'the client shrank the file backing this DMA mapping');
+    } catch (err) {
+      if (err instanceof SyscallError) throw new DmaFault(p.address, data.byteLength, `the client's fd refused the copy: ${err.message}`);
+      throw err;
+    }
+    this.moved.copied += data.byteLength;
   }
 
   async read(address: bigint, length: number): Promise<Uint8Array> {
@@ -80,8 +98,7 @@ export class ServerDma implements DmaAccess {
     for (const p of pieces) {
       const n = Number(p.length);
       if (p.region.file) {
-        out.set(this.direct(p), at);
-        this.moved.direct += n;
+        this.copyFile(p, out.subarray(at, at + n), false);
       } else {
         await this.viaMessages(p, (chunkAddr, count) => this.readChunk(chunkAddr, count, out, at + Number(chunkAddr - p.address)));
         this.moved.messages += n;
@@ -95,9 +112,7 @@ export class ServerDma implements DmaAccess {
     for (const p of this.plan(address, data.byteLength, true)) {
       const n = Number(p.length);
       if (p.region.file) {
-        if (!p.region.file.writable) throw new DmaFault(address, data.byteLength, 'the client passed a read-only fd');
-        this.direct(p).set(data.subarray(at, at + n));
-        this.moved.direct += n;
+        this.copyFile(p, data.subarray(at, at + n), true);
       } else {
         const base = at;
         await this.viaMessages(p, async (chunkAddr, count) => {

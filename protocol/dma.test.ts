@@ -3,7 +3,7 @@ import { openSync, readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { DmaMapTable } from './dma.ts';
 import { Errno, VfioUserError } from './errors.ts';
-import { close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts';
+import { GUEST_RAM_SEALS, close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts';
 
 const PAGE = 0x1000n;
 const map = (address: bigint, size: bigint, offset = 0n, flags = 3) => ({ argsz: 32, flags, offset, address, size });
@@ -26,7 +26,7 @@ function openFdsOf(name: string): number {
 
 describe('DmaMapTable', () => {
   it('maps many page-sized DMA_MAPs of one memfd with a single mmap, and unmaps it with the last', () => {
-    const mem = memfdCreate('dma-test-ram', 16n * PAGE);
+    const mem = memfdCreate('dma-test-ram', 16n * PAGE, { seals: GUEST_RAM_SEALS });
     const table = new DmaMapTable(65535);
     for (let i = 0n; i < 16n; i++) {
       // Each message carries its own fd of the same file, as QEMU sends them.
@@ -50,7 +50,7 @@ describe('DmaMapTable', () => {
   });
 
   it('sees what the other side writes into the file', () => {
-    const mem = memfdCreate('dma-test-shared', PAGE);
+    const mem = memfdCreate('dma-test-shared', PAGE, { seals: GUEST_RAM_SEALS });
     const addr = mmapShared(mem, PAGE, 0n);
     new DataView(viewOf(addr, 16)).setUint32(8, 0x5eed1234, true);
     const table = new DmaMapTable(8);
@@ -70,7 +70,7 @@ describe('DmaMapTable', () => {
     assert.throws(() => table.add(map(0xffff_ffff_ffff_f000n, 2n * PAGE), undefined), errno(Errno.EINVAL));
     assert.throws(() => table.add(map(0x9000n, 0n), undefined), errno(Errno.EINVAL));
     assert.throws(() => table.add(map(0x9000n, PAGE, 0n, 8), undefined), errno(Errno.EINVAL));
-    const small = memfdCreate('dma-test-small', PAGE);
+    const small = memfdCreate('dma-test-small', PAGE, { seals: GUEST_RAM_SEALS });
     assert.throws(() => table.add(map(0x9000n, 2n * PAGE), memfdDup(small)), errno(Errno.EINVAL));
     assert.equal(openFdsOf('dma-test-small'), 1, 'the fd of a refused DMA_MAP is closed');
     table.add(map(0x6000n, PAGE), undefined);

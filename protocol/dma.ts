@@ -8,18 +8,24 @@
  */
 import type { DmaMap, DmaUnmap } from './codec.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
-import { PROT_READ, PROT_WRITE, closeQuietly, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';
+import { PROT_READ, PROT_WRITE, Seal, closeQuietly, fileSeals, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';
 import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';
 
 const U64_MAX = (1n << 64n) - 1n;
 
-/** One mmapped backing file, shared by all mappings into it. */
+/**
+ * One backing file, shared by all mappings into it. It is mmapped only when sealed against
+ * shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd seals guest RAM by default): the
+ * client could otherwise truncate it and our next copy through the mapping would die of
+ * SIGBUS. An unsealed file is reached with pread/pwrite on `fd`, which cannot fault.
+ */
 export interface MappedFile {
   readonly key: string;
+  /** Our mapping of the whole file; 0n when the file is not sealed and is not mapped. */
   readonly addr: bigint;
   readonly size: bigint;
   readonly writable: boolean;
-  /** Kept open so a transfer can check the client has not shrunk the file under us. */
+  /** Kept open: the copy path reads and writes through it. */
   readonly fd: number;
   refs: number;
   /**
@@ -127,6 +133,12 @@ export class DmaMapTable {
       return known;
     }
     if (known) invalid('DMA_MAP backing file grew since it was first mapped');
+    if ((fileSeals(fd) & Seal.SHRINK) === 0) {
+      // Writability shows at the first pwrite (EBADF for a read-only fd).
+      const file: MappedFile = { key, addr: 0n, size: st.size, writable: true, fd, refs: 1 };
+      this.files.set(key, file);
+      return file;
+    }
     let addr: bigint;
     let writable = true;
     try {
@@ -189,7 +201,7 @@ export class DmaMapTable {
     if (--file.refs === 0) {
       this.files.delete(file.key);
       file.view = undefined;
-      munmap(file.addr, file.size);
+      if (file.addr !== 0n) munmap(file.addr, file.size);
       closeQuietly([file.fd]);
     }
   }

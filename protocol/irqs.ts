@@ -8,14 +8,15 @@
  * the device still holds the line asserted it fires again. An eventfd cannot carry a
  * de-assert, so lowering the line only stops the re-firing.
  *
- * QEMU quirks accepted on purpose (../shared/notes/vfio-user-protocol.md): INTx MASK/UNMASK
+ * QEMU quirks accepted on purpose (seen from its vfio-user client): INTx MASK/UNMASK
  * arrive even when MASKABLE is not advertised, and for KVM INTx an UNMASK with DATA_EVENTFD
  * (the resample fd) is followed by an UNMASK with DATA_NONE.
  */
 import type { IrqSet } from './codec.ts';
 import type { IrqDescription, InterruptLines } from './served-device.ts';
 import { invalid } from './errors.ts';
-import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, isEventfd, watchReadable } from './native/libc.ts';
+import type { Logger } from './log.ts';
+import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, isEventfd, watchFd } from './native/libc.ts';
 import type { TraceBus } from './trace-bus.ts';
 import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqInfoFlags, IrqSetFlags } from './wire.ts';
 
@@ -26,6 +27,8 @@ interface Vector {
   masked: boolean;
   /** Level of a level-triggered line as the device drives it. */
   level: boolean;
+  /** An edge was lost to a full eventfd and logged; quiet until one is delivered again. */
+  lossLogged: boolean;
 }
 
 function onlyOneBit(v: number): boolean {
@@ -41,11 +44,12 @@ export class IrqTable implements InterruptLines {
   constructor(
     irqs: readonly IrqDescription[],
     private readonly trace?: TraceBus,
+    private readonly log?: Logger,
   ) {
     for (const irq of irqs) {
       this.vectors.set(
         irq.index,
-        Array.from({ length: irq.count }, () => ({ trigger: null, resample: null, resampleWatch: null, masked: false, level: false })),
+        Array.from({ length: irq.count }, () => ({ trigger: null, resample: null, resampleWatch: null, masked: false, level: false, lossLogged: false })),
       );
       if (irq.flags & IrqInfoFlags.AUTOMASKED) this.automasked.add(irq.index);
     }
@@ -72,16 +76,37 @@ export class IrqTable implements InterruptLines {
   }
 
   private fire(index: number, vector: number, v: Vector): boolean {
-    const why = v.trigger === null ? 'no eventfd attached' : v.masked ? 'masked' : undefined;
+    const why = v.trigger === null ? 'no eventfd attached' : v.masked ? 'masked' : this.signal(index, vector, v);
     if (why) {
       this.trace?.emit({ type: 'interrupt', index, vector, delivered: false, reason: why });
       return false;
     }
-    eventfdSignal(v.trigger!);
     if (this.automasked.has(index)) v.masked = true;
     this.delivered.set(index, (this.delivered.get(index) ?? 0) + 1);
     this.trace?.emit({ type: 'interrupt', index, vector, delivered: true });
     return true;
+  }
+
+  /**
+   * Signals the vector's trigger eventfd; undefined when delivered, else why not. Never blocks
+   * and never throws: the device raises interrupts from register writes and DMA completions,
+   * which must not fail because of a client's fd. A full counter (the client does not read
+   * it) loses the edge, as a full irqfd does in the kernel; logged once until one gets through.
+   */
+  private signal(index: number, vector: number, v: Vector): string | undefined {
+    let why: string | undefined;
+    try {
+      if (!eventfdSignal(v.trigger!)) why = 'eventfd full';
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    if (!why) v.lossLogged = false;
+    else if (!v.lossLogged) {
+      v.lossLogged = true;
+      const what = why === 'eventfd full' ? 'the eventfd is full (the client does not read it)' : why;
+      this.log?.warn(`interrupt ${index}/${vector} dropped: ${what}; logged once until one is delivered`);
+    }
+    return why;
   }
 
   /** The client unmasked (SET_IRQS UNMASK or the resample eventfd): re-fire a held level. */
@@ -144,6 +169,7 @@ export class IrqTable implements InterruptLines {
         if (action === IrqSetFlags.ACTION_TRIGGER) {
           if (v.trigger !== null) closeQuietly([v.trigger]);
           v.trigger = fd;
+          v.lossLogged = false;
         } else {
           this.setResample(req.index, req.start + i, v, fd);
         }
@@ -156,7 +182,7 @@ export class IrqTable implements InterruptLines {
       if (action === IrqSetFlags.ACTION_MASK) v.masked = true;
       else if (action === IrqSetFlags.ACTION_UNMASK) this.unmask(req.index, vector, v);
       // A loopback trigger from the client: signal as if the device raised it.
-      else if (v.trigger !== null) eventfdSignal(v.trigger);
+      else if (v.trigger !== null) this.signal(req.index, vector, v);
     });
     return false;
   }
@@ -168,9 +194,13 @@ export class IrqTable implements InterruptLines {
     if (v.resample !== null) closeQuietly([v.resample]);
     v.resample = fd;
     if (fd === null) return;
-    v.resampleWatch = watchReadable(fd, () => {
-      if (eventfdConsume(fd) > 0n) this.unmask(index, vector, v);
-    });
+    v.resampleWatch = watchFd(
+      fd,
+      () => {
+        if (eventfdConsume(fd) > 0n) this.unmask(index, vector, v);
+      },
+      (err) => this.log?.warn(`resample eventfd of interrupt ${index}/${vector} no longer watched: ${err.message}`),
+    );
   }
 
   private disable(index: number): void {
@@ -179,6 +209,7 @@ export class IrqTable implements InterruptLines {
       if (v.trigger !== null) closeQuietly([v.trigger]);
       v.trigger = null;
       v.masked = false;
+      v.lossLogged = false;
     });
   }
 

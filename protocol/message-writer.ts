@@ -5,6 +5,10 @@
  * are closed once they have gone out (the kernel gave the peer its own copies) or when the
  * writer closes. The event loop must never block on a peer that is slow to read — it may be
  * waiting for us (a test client in this process, QEMU's iothread).
+ *
+ * The queue is the peer's to drain, so it keeps running totals (bytes, messages, fds held) that
+ * the reader checks in O(1) after each message to stop taking requests from a peer that does
+ * not read its replies (`congested`), and `onDrained` says when to start again.
  */
 import { type FdSender, type FdWatch, closeQuietly } from './native/libc.ts';
 
@@ -15,9 +19,22 @@ interface Pending {
   fds: readonly number[];
 }
 
+/** Bounds on what the queue may hold before the writer reports itself congested. */
+export interface QueueBounds {
+  readonly maxBytes: number;
+  readonly maxMessages: number;
+  readonly maxFds: number;
+}
+
+const UNBOUNDED: QueueBounds = { maxBytes: Infinity, maxMessages: Infinity, maxFds: Infinity };
+
 export class MessageWriter {
   private readonly queue: Pending[] = [];
   private closed = false;
+  private bytes = 0;
+  private fdsHeld = 0;
+  /** Called when the queue has become empty (the peer read everything). */
+  onDrained: (() => void) | null = null;
 
   constructor(
     private readonly fd: number,
@@ -26,11 +43,26 @@ export class MessageWriter {
     private readonly watch: () => FdWatch | null,
     /** A fatal write error (the peer is gone). */
     private readonly onError: (err: Error) => void,
+    private readonly bounds: QueueBounds = UNBOUNDED,
   ) {}
 
   /** Bytes waiting in the queue. */
   get queuedBytes(): number {
-    return this.queue.reduce((n, p) => n + p.total - p.sent, 0);
+    return this.bytes;
+  }
+
+  get queuedMessages(): number {
+    return this.queue.length;
+  }
+
+  /** Descriptors held by queued messages. */
+  get queuedFds(): number {
+    return this.fdsHeld;
+  }
+
+  /** The queue has passed one of its bounds: its reader should stop producing output. */
+  get congested(): boolean {
+    return this.bytes > this.bounds.maxBytes || this.queue.length > this.bounds.maxMessages || this.fdsHeld > this.bounds.maxFds;
   }
 
   /** Writes one message; `parts` may be reused by the caller as soon as this returns. */
@@ -54,7 +86,10 @@ export class MessageWriter {
     }
     // Keep a private copy of what is left: callers reuse their buffers.
     const rest = concatFrom(parts, sent);
-    this.queue.push({ parts: [rest], total: rest.byteLength, sent: 0, fds: sent > 0 ? [] : fds });
+    const held = sent > 0 ? [] : fds;
+    this.queue.push({ parts: [rest], total: rest.byteLength, sent: 0, fds: held });
+    this.bytes += rest.byteLength;
+    this.fdsHeld += held.length;
     this.watch()?.wantWritable(true);
   }
 
@@ -72,19 +107,25 @@ export class MessageWriter {
       if (n === 0) return;
       if (head.fds.length) {
         closeQuietly(head.fds);
+        this.fdsHeld -= head.fds.length;
         head.fds = [];
       }
       head.sent += n;
+      this.bytes -= n;
       if (head.sent < head.total) return;
       this.queue.shift();
     }
+    if (this.closed) return;
     this.watch()?.wantWritable(false);
+    this.onDrained?.();
   }
 
   /** Drops queued output and closes the fds it still holds. */
   close(): void {
     this.closed = true;
     for (const p of this.queue.splice(0)) closeQuietly(p.fds);
+    this.bytes = 0;
+    this.fdsHeld = 0;
   }
 }
 

@@ -52,10 +52,13 @@ export class Migration {
   private outgoing: Uint8Array | null = null;
   private outgoingAt = 0;
   private incoming: Uint8Array[] = [];
+  private incomingBytes = 0;
 
   constructor(
     private readonly device: DeviceModel,
     private readonly log: Logger,
+    /** Most bytes of migration data accepted in RESUMING (ENOSPC past it). */
+    private readonly maxIncoming = Infinity,
   ) {}
 
   get supported(): boolean {
@@ -89,7 +92,7 @@ export class Migration {
     } else if (from === MigState.STOP_COPY) {
       this.outgoing = null;
     } else if (next === MigState.RESUMING) {
-      this.incoming = [];
+      this.dropIncoming();
     } else if (from === MigState.RESUMING) {
       this.finishResume();
     }
@@ -99,7 +102,7 @@ export class Migration {
 
   private finishResume(): void {
     const data = Buffer.concat(this.incoming);
-    this.incoming = [];
+    this.dropIncoming();
     try {
       this.device.loadState!(packr.unpack(data));
     } catch (err) {
@@ -119,14 +122,30 @@ export class Migration {
   /** MIG_DATA_WRITE: appends to the state being restored. */
   write(data: Uint8Array): void {
     if (this.current !== MigState.RESUMING) invalid(`MIG_DATA_WRITE in ${migStateName(this.current)} (needs RESUMING)`);
+    if (this.incomingBytes + data.byteLength > this.maxIncoming) {
+      throw new VfioUserError(Errno.ENOSPC, `migration data beyond the limit of ${this.maxIncoming} bytes (${this.incomingBytes} received)`);
+    }
     // A copy: data is a view of the receive buffer.
     this.incoming.push(new Uint8Array(data));
+    this.incomingBytes += data.byteLength;
+  }
+
+  private dropIncoming(): void {
+    this.incoming = [];
+    this.incomingBytes = 0;
   }
 
   /** DEVICE_RESET leaves any migration state for RUNNING. */
   reset(): void {
     this.current = MigState.RUNNING;
     this.outgoing = null;
-    this.incoming = [];
+    this.dropIncoming();
+  }
+
+  /** The client that drove a migration is gone: its data is dropped and the device runs again. */
+  abort(reason: string): void {
+    if (this.current === MigState.RUNNING) return;
+    this.log.info(`migration in ${migStateName(this.current)} abandoned (${reason}): back to RUNNING, ${this.incomingBytes} bytes of data dropped`);
+    this.reset();
   }
 }

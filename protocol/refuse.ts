@@ -1,7 +1,7 @@
 /**
  * Turning away a client while another one drives the device. vfio-user has no refusal message,
  * so the clearest thing we can do is answer the newcomer's first request (its VERSION) with
- * EBUSY, then close. A client that sends nothing is closed after a few seconds.
+ * EBUSY, then close. A client that sends nothing is closed after `graceMs`.
  */
 import { Errno } from './errors.ts';
 import { decodeHeader, encodeHeader } from './header.ts';
@@ -9,9 +9,7 @@ import type { Logger } from './log.ts';
 import { FdReceiver, FdSender, closeQuietly, close as closeFd, watchReadable } from './native/libc.ts';
 import { FLAG_ERROR, HEADER_SIZE, MessageType } from './wire.ts';
 
-const GRACE_MS = 5000;
-
-export function refuseClient(fd: number, reason: string, log: Logger): void {
+export function refuseClient(fd: number, reason: string, log: Logger, graceMs: number, onDone: () => void): void {
   const header = Buffer.alloc(HEADER_SIZE);
   let have = 0;
   const receiver = new FdReceiver(16);
@@ -22,6 +20,7 @@ export function refuseClient(fd: number, reason: string, log: Logger): void {
     watch.stop();
     clearTimeout(timer);
     closeFd(fd);
+    onDone();
   };
   const watch = watchReadable(fd, () => {
     try {
@@ -39,7 +38,7 @@ export function refuseClient(fd: number, reason: string, log: Logger): void {
       log.warn(`refusing a client: ${(err as Error).message}`);
     }
     finish();
-  });
-  const timer = setTimeout(finish, GRACE_MS);
+  }, finish);
+  const timer = setTimeout(finish, graceMs);
   timer.unref();
 }

@@ -4,7 +4,8 @@
  * disconnect every DMA mapping is unmapped and every interrupt eventfd closed, the device
  * state is kept, and the next client is served.
  */
-import { chmodSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
+import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from './client-limits.ts';
 import { Connection } from './connection.ts';
 import { checkRegionDescriptions, type DeviceFactory, type DeviceModel, type SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
@@ -12,10 +13,10 @@ import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
 import { Migration } from './migration.ts';
 import { refuseClient } from './refuse.ts';
-import { removeStaleSocket } from './socket-file.ts';
+import { removeStaleSocket, withPrivateUmask } from './socket-file.ts';
 import { TraceBus } from './trace-bus.ts';
 import type { Logger } from './log.ts';
-import { type FdWatch, accept, dup, close as closeFd, listenUnix, watchReadable } from './native/libc.ts';
+import { type FdWatch, SyscallError, accept, dup, close as closeFd, listenUnix, watchReadable } from './native/libc.ts';
 import { Session } from './session.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
@@ -26,6 +27,8 @@ export interface ServerOptions {
   readonly device: DeviceFactory;
   readonly log: Logger;
   readonly limits?: ServerLimits;
+  /** What one client may make the server hold (client-limits.ts); unset fields keep their defaults. */
+  readonly clientLimits?: Partial<ClientLimits>;
   /** Busy-poll window after each burst of requests (see connection.ts). */
   readonly spinMicros?: number;
 }
@@ -41,6 +44,9 @@ export class VfioUserServer {
   readonly trace = new TraceBus();
   private readonly memories: MemfdMemory[] = [];
   private readonly limits: ServerLimits;
+  readonly clientLimits: ClientLimits;
+  /** Refused connections still open (each waits up to idleTimeoutMs for a request to answer). */
+  private refusing = 0;
   private listenFd: number | null = null;
   private listenWatch: FdWatch | null = null;
   private connection: Connection | null = null;
@@ -54,6 +60,7 @@ export class VfioUserServer {
   private constructor(private readonly opts: ServerOptions) {
     this.log = opts.log;
     this.limits = opts.limits ?? DEFAULT_SERVER_LIMITS;
+    this.clientLimits = { ...DEFAULT_CLIENT_LIMITS, ...opts.clientLimits };
     this.dma = new DmaMapTable(this.limits.maxDmaMaps);
     this.dmaAccess = new ServerDma(this.dma, () => {
       const s = this.session;
@@ -83,28 +90,52 @@ export class VfioUserServer {
       this.releaseMemory();
       throw err;
     }
-    irqs = new IrqTable(this.device.irqs, this.trace);
+    irqs = new IrqTable(this.device.irqs, this.trace, opts.log.child('irq'));
     this.irqs = irqs;
-    this.migration = new Migration(this.device, opts.log.child('migration'));
+    this.migration = new Migration(this.device, opts.log.child('migration'), this.clientLimits.maxMigrationBytes);
   }
 
   /**
-   * Creates the device and listens on opts.socketPath (mode 0600). A stale socket file nobody
-   * listens on is replaced; a live one is an EADDRINUSE error naming the path.
+   * Creates the device and listens on opts.socketPath, created with mode 0600 (no moment
+   * exists when another user could connect). A stale socket file nobody listens on is
+   * replaced; a live one is an EADDRINUSE error naming the path.
    */
   static listen(opts: ServerOptions): VfioUserServer {
     removeStaleSocket(opts.socketPath, '--socket-path');
     const server = new VfioUserServer(opts);
     try {
-      server.listenFd = listenUnix(opts.socketPath);
-      chmodSync(opts.socketPath, 0o600);
+      server.listenFd = withPrivateUmask(() => listenUnix(opts.socketPath));
     } catch (err) {
       server.releaseMemory();
       throw err;
     }
-    server.listenWatch = watchReadable(server.listenFd, () => server.acceptPending());
+    server.watchListener();
     server.log.info(`listening on ${opts.socketPath} (device ${server.device.name})`);
     return server;
+  }
+
+  private watchListener(): void {
+    if (this.listenFd === null) return;
+    this.listenWatch = watchReadable(
+      this.listenFd,
+      () => this.acceptPending(),
+      (err) => {
+        this.log.error(`accepting clients failed: ${err.message}; retrying in 1 s`);
+        this.pauseAccepting(1000);
+      },
+    );
+  }
+
+  /**
+   * Stops accepting for a while. With no descriptor left for accept (EMFILE), the listening
+   * socket stays readable: watched, it would wake us in a loop until an fd frees up.
+   */
+  private pauseAccepting(ms: number): void {
+    this.listenWatch?.stop();
+    this.listenWatch = null;
+    setTimeout(() => {
+      if (this.listenFd !== null && !this.listenWatch) this.watchListener();
+    }, ms).unref();
   }
 
   get socketPath(): string {
@@ -132,15 +163,22 @@ export class VfioUserServer {
       try {
         fd = accept(this.listenFd);
       } catch (err) {
-        this.log.error(`accept failed: ${(err as Error).message}`);
+        this.log.error(`accept failed: ${(err as Error).message}; not accepting for 100 ms`);
+        this.pauseAccepting(100);
         return;
       }
       if (fd === null) return;
       if (this.connection) {
         // One client at a time: the device is already driven by someone.
         this.log.warn(`refusing another client: ${this.device.name} is in use by a client`);
-        refuseClient(fd, `${this.device.name} is already in use by another client`, this.log);
         this.trace.emit({ type: 'client', event: 'refused', detail: 'another client is connected' });
+        if (this.refusing >= this.clientLimits.maxRefusing) {
+          // Each refusal waits for a request to answer: a connection flood must not hold fds.
+          closeFd(fd);
+          continue;
+        }
+        this.refusing++;
+        refuseClient(fd, `${this.device.name} is already in use by another client`, this.log, this.clientLimits.idleTimeoutMs, () => this.refusing--);
         continue;
       }
       this.serve(fd);
@@ -178,6 +216,8 @@ export class VfioUserServer {
         maxMessageSize: () => session.maxMessageSize(),
         maxFds: this.limits.maxMsgFds,
         spinMicros: this.opts.spinMicros,
+        output: { maxBytes: this.clientLimits.maxQueuedBytes, maxMessages: this.clientLimits.maxQueuedMessages, maxFds: this.clientLimits.maxQueuedFds },
+        lingerMs: this.clientLimits.idleTimeoutMs,
         log,
       },
     );
@@ -186,10 +226,23 @@ export class VfioUserServer {
     log.info('client connected');
     this.trace.emit({ type: 'client', event: 'connect' });
     connection.start();
+    // A client that never says VERSION would hold the device from everyone else for ever.
+    const hello = setTimeout(() => {
+      if (!session.negotiated) connection?.close(`no VERSION within ${this.clientLimits.idleTimeoutMs} ms`);
+    }, this.clientLimits.idleTimeoutMs);
+    hello.unref();
+    this.helloTimer = hello;
   }
 
+  private helloTimer: NodeJS.Timeout | null = null;
+
   private onClientGone(session: Session, reason: string, log: Logger): void {
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
     session.close(reason);
+    // A migration the client left unfinished ends with it (its data is dropped): the next
+    // client finds the device RUNNING, as a vfio device is after its fd is closed.
+    this.migration.abort(reason);
     const maps = this.dma.clear();
     const irqFds = this.irqs.heldFds;
     this.irqs.clear();
@@ -209,10 +262,18 @@ export class VfioUserServer {
     return new Promise((resolve) => this.closeWaiters.push(resolve));
   }
 
-  /** A dup of the region's memfd: the reply owns it and closes it once sent. */
+  /**
+   * A dup of the region's memfd: the reply owns it and closes it once sent. Out of descriptors
+   * (EMFILE) is that request's error, not the server's.
+   */
   private memoryFd(memory: SharedMemory): number {
     if (!(memory instanceof MemfdMemory)) throw new Error('region memory was not allocated by this server');
-    return dup(memory.fd);
+    try {
+      return dup(memory.fd);
+    } catch (err) {
+      if (err instanceof SyscallError) throw new VfioUserError(err.errno, `cannot pass the region's fd: ${err.message}`);
+      throw err;
+    }
   }
 
   /** Stops listening, drops the client, removes the socket file and frees device memory. */

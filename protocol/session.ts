@@ -15,7 +15,7 @@ import { deviceFeature, deviceReset, migDataRead, migDataWrite } from './handler
 import { deviceInfo, irqInfo, regionInfo, regionIoFds } from './handlers/info.ts';
 import { setIrqs } from './handlers/irqs.ts';
 import type { Header } from './header.ts';
-import { closeQuietly } from './native/libc.ts';
+import { SyscallError, closeQuietly } from './native/libc.ts';
 import { PeerRequests } from './peer-requests.ts';
 import { negotiate, type Negotiated } from './version.ts';
 import { Command, FLAG_ERROR, FLAG_NO_REPLY, HEADER_SIZE, MessageType, REGION_ACCESS_SIZE, TYPE_MASK, commandName } from './wire.ts';
@@ -131,9 +131,10 @@ export class Session {
   /** The one place an error becomes a reply: request id echoed, positive errno. */
   errorReply(h: Header, err: unknown): Outgoing | null {
     this.stats.errors++;
-    const errno = err instanceof VfioUserError ? err.errno : Errno.EINVAL;
+    // A failed system call (EMFILE, ENOMEM...) is that request's errno, not a bug in the server.
+    const errno = err instanceof VfioUserError || err instanceof SyscallError ? err.errno : Errno.EINVAL;
     const what = err instanceof Error ? err.message : String(err);
-    if (err instanceof VfioUserError) this.ctx.log.warn(`${commandName(h.command)} (id ${h.id}) refused: ${what}`);
+    if (err instanceof VfioUserError || err instanceof SyscallError) this.ctx.log.warn(`${commandName(h.command)} (id ${h.id}) refused: ${what}`);
     else this.ctx.log.error(`${commandName(h.command)} (id ${h.id}) failed unexpectedly: ${err instanceof Error ? err.stack : what}`);
     if (h.flags & FLAG_NO_REPLY) return null;
     return {

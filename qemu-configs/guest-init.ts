@@ -7,6 +7,9 @@ export const GUEST_INIT_SENTINEL = 'EDU_PLUS_INIT_STARTED';
 /** Printed by /init after the last command, just before powering off. */
 export const GUEST_DONE_SENTINEL = 'EDU_PLUS_GUEST_DONE';
 
+/** Prefix of the lines /init prints about each loaded VFIO module (see moduleReportCommands). */
+export const MODULE_REPORT = 'EDU_PLUS_MODULE';
+
 /** The modules the default /init loads: the VFIO type1 container backend and vfio-pci. */
 export const DEFAULT_GUEST_MODULES = ['vfio_iommu_type1', 'vfio-pci'] as const;
 
@@ -20,11 +23,40 @@ export function guestModules(iommu: 'intel' | 'virtio' | 'none' = 'intel'): stri
   return iommu === 'virtio' ? ['virtio_pci', 'virtio_iommu', ...DEFAULT_GUEST_MODULES] : [...DEFAULT_GUEST_MODULES];
 }
 
+/**
+ * Shell lines that print one MODULE_REPORT line per loaded module whose name starts with
+ * `prefix` (built-in ones have no initstate and are left out):
+ *   EDU_PLUS_MODULE name=<m> file=<modules.dep path or -> taint=<flags> srcversion=<v or ->
+ *   buildid=<hex of /sys/module/<m>/notes/.note.gnu.build-id or -> params=<names,...> vermagic=<rest of line>
+ * The build-id note is the kernel's copy of the loaded object's note, so it names the file
+ * that really loaded; the file is the one busybox modprobe took from modules.dep; taint `O`
+ * means out of tree. vermagic comes from busybox modinfo (the kernel does not export it).
+ */
+export function moduleReportCommands(prefix = 'vfio'): string[] {
+  if (!/^\w+$/.test(prefix)) throw new Error(`module prefix must be a plain word: ${prefix}`);
+  const depFile = '/lib/modules/$(uname -r)/modules.dep';
+  // awk: the modules.dep path whose base name, canonicalized like modprobe does, is $n.
+  const awk = String.raw`awk -v n="$n" '{p=$1; sub(/:$/,"",p); b=p; sub(/.*\//,"",b); sub(/\.ko.*$/,"",b); gsub(/-/,"_",b); if (b==n) {print p; exit}}'`;
+  return [
+    `for m in /sys/module/${prefix}*; do`,
+    '  [ -e "$m/initstate" ] || continue',
+    '  n=${m##*/}',
+    `  f=$(${awk} ${depFile} 2>/dev/null)`,
+    '  id=$(od -An -v -tx1 "$m/notes/.note.gnu.build-id" 2>/dev/null | tr -d " \\n")',
+    '  sv=$(cat "$m/srcversion" 2>/dev/null)',
+    '  pa=$(ls "$m/parameters" 2>/dev/null | tr "\\n" , | sed "s/,$//")',
+    `  echo "${MODULE_REPORT} name=$n file=\${f:--} taint=$(cat "$m/taint" 2>/dev/null) srcversion=\${sv:--} buildid=\${id:--} params=\${pa:--} vermagic=$(modinfo -F vermagic "$n" 2>/dev/null)"`,
+    'done',
+  ];
+}
+
 export interface DefaultInitOptions {
   /** Shell commands run in order after the mounts and module loads; failures do not stop the rest. */
   commands: string[];
   /** Modules to modprobe before the commands (default DEFAULT_GUEST_MODULES). */
   modules?: readonly string[];
+  /** Print a MODULE_REPORT line per loaded VFIO module after loading them (default true). */
+  reportModules?: boolean;
 }
 
 /**
@@ -48,6 +80,7 @@ export function defaultInit(opts: DefaultInitOptions): string {
     'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || echo "edu-plus init: no debugfs"',
     'mkdir -p /tmp /run && mount -t tmpfs tmpfs /tmp',
     ...modules.map((m) => `modprobe ${m} || echo "edu-plus init: modprobe ${m} failed"`),
+    ...(opts.reportModules === false ? [] : moduleReportCommands('vfio')),
     ...opts.commands,
     `echo ${GUEST_DONE_SENTINEL}`,
     'poweroff -f',

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { progress } from './cache.ts';
 import { CpioWriter } from './cpio.ts';
-import { modulesAlias, modulesDep, resolveModuleClosure } from './module-closure.ts';
+import { type KernelModule, modulesAlias, modulesDep, resolveModuleClosure } from './module-closure.ts';
 import { provisionBusybox } from './provision-busybox.ts';
 import type { GuestKernel } from './provision-kernel.ts';
 
@@ -31,6 +31,8 @@ export interface InitramfsOptions {
    * in or an image appended to another initramfs that carries the modules.
    */
   modules: string[];
+  /** Modules built out of tree that replace the kernel's files of the same name (see module-index.ts). */
+  moduleOverrides?: { name: string; file: string }[];
   files: InitramfsFile[];
   /** The text of /init (see defaultInit()). */
   init: string;
@@ -38,10 +40,15 @@ export interface InitramfsOptions {
   output: string;
 }
 
+/** A module the initramfs carries: where it came from and how the guest will recognise it. */
+export type PackedModule = Omit<KernelModule, 'data' | 'aliases' | 'depends'>;
+
 export interface InitramfsSummary {
   output: string;
   bytes: number;
   modules: string[];
+  /** The packed modules, for checking the guest's report of what it loaded. */
+  packed: PackedModule[];
 }
 
 const BASE_DIRS = ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'mnt'];
@@ -54,7 +61,7 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsS
   const step = progress('initramfs');
   const [busybox, closure] = await Promise.all([
     provisionBusybox(),
-    opts.modules.length === 0 ? { modules: [], builtin: [] } : resolveModuleClosure(opts.kernel.modulesDir, opts.modules),
+    opts.modules.length === 0 ? { modules: [], builtin: [] } : resolveModuleClosure(opts.kernel.modulesDir, opts.modules, opts.moduleOverrides),
   ]);
 
   const cpio = new CpioWriter();
@@ -95,5 +102,6 @@ export async function buildInitramfs(opts: InitramfsOptions): Promise<InitramfsS
   await rename(tmp, opts.output);
   const names = closure.modules.map((m) => m.name);
   step.done(`${opts.output}: ${(image.length / 1024 / 1024).toFixed(2)} MiB, modules ${names.join(' ') || '(none)'}`);
-  return { output: opts.output, bytes: image.length, modules: names };
+  const packed = closure.modules.map(({ data: _d, aliases: _a, depends: _p, ...rest }) => rest);
+  return { output: opts.output, bytes: image.length, modules: names, packed };
 }

@@ -4,43 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { fakeModule } from './fake-module.ts';
 import { canonicalModuleName, modulesAlias, modulesDep, readModinfo, resolveModuleClosure } from './module-closure.ts';
-
-/**
- * A minimal ELF64 LE relocatable with a null section, .modinfo and .shstrtab, built here
- * from the ELF spec so the reader is not tested against its own assumptions.
- */
-function fakeModule(modinfo: string[]): Buffer {
-  const info = Buffer.from(modinfo.map((s) => `${s}\0`).join(''));
-  const shstrtab = Buffer.from('\0.modinfo\0.shstrtab\0');
-  const infoOff = 64;
-  const strOff = infoOff + info.length;
-  const shoff = Math.ceil((strOff + shstrtab.length) / 8) * 8;
-  const out = Buffer.alloc(shoff + 3 * 64);
-  out.write('\x7fELF', 0, 'latin1');
-  out[4] = 2; // ELFCLASS64
-  out[5] = 1; // ELFDATA2LSB
-  out[6] = 1; // EV_CURRENT
-  out.writeUInt16LE(1, 0x10); // ET_REL
-  out.writeUInt16LE(62, 0x12); // EM_X86_64
-  out.writeBigUInt64LE(BigInt(shoff), 0x28);
-  out.writeUInt16LE(64, 0x34); // e_ehsize
-  out.writeUInt16LE(64, 0x3a); // e_shentsize
-  out.writeUInt16LE(3, 0x3c); // e_shnum
-  out.writeUInt16LE(2, 0x3e); // e_shstrndx
-  info.copy(out, infoOff);
-  shstrtab.copy(out, strOff);
-  const sh = (i: number, name: number, type: number, off: number, size: number): void => {
-    const at = shoff + i * 64;
-    out.writeUInt32LE(name, at);
-    out.writeUInt32LE(type, at + 4);
-    out.writeBigUInt64LE(BigInt(off), at + 24);
-    out.writeBigUInt64LE(BigInt(size), at + 32);
-  };
-  sh(1, 1, 1 /* PROGBITS */, infoOff, info.length);
-  sh(2, 10, 3 /* STRTAB */, strOff, shstrtab.length);
-  return out;
-}
 
 test('readModinfo returns repeated keys as lists', () => {
   const info = readModinfo(fakeModule(['alias=pci:v00001234d*', 'alias=vfio:foo', 'depends=vfio,irqbypass', 'name=vfio_pci']));

@@ -1,11 +1,15 @@
 // Resolves the kernel modules an initramfs needs: the requested ones plus everything their
 // `depends=` modinfo field names, transitively, decompressed (busybox insmod cannot read
 // .ko.xz), with a modules.dep in depmod's format so `modprobe vfio-pci` works in the guest.
+// Which file a name stands for follows modprobe's rules (module-index.ts).
 
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { canonicalModuleName, type ModuleChoice, indexModules } from './module-index.ts';
 import { runCommandBinary } from './run-command.ts';
+
+export { canonicalModuleName } from './module-index.ts';
 
 export interface KernelModule {
   /** Canonical name (dashes as underscores), e.g. "vfio_pci". */
@@ -17,6 +21,14 @@ export interface KernelModule {
   depends: string[];
   /** Its `alias=` patterns (for modules.alias). */
   aliases: string[];
+  /** The host file it was read from. */
+  source: string;
+  /** Why this file: an override (built by the loop) or its directory's rank in the tree. */
+  origin: ModuleChoice['origin'];
+  /** Files of the same module that lost to this one, with their build IDs. */
+  shadowed: { file: string; buildId?: string }[];
+  /** Its GNU build ID (hex), which the loaded module shows in /sys/module/<name>/notes. */
+  buildId?: string;
 }
 
 export interface ModuleClosure {
@@ -26,16 +38,46 @@ export interface ModuleClosure {
   builtin: string[];
 }
 
-/** modprobe treats "-" and "_" in module names as the same character. */
-export function canonicalModuleName(name: string): string {
-  return name.replace(/\.ko(\.(xz|gz|zst))?$/, '').replace(/^.*\//, '').replace(/-/g, '_');
-}
-
 /**
  * Reads the NUL-separated `key=value` strings of an ELF64 little-endian object's .modinfo
  * section (what modinfo(8) prints). Keys may repeat (alias=), so values are lists.
  */
 export function readModinfo(elf: Buffer): Map<string, string[]> {
+  const s = elfSection(elf, '.modinfo');
+  if (s === undefined) throw new Error('ELF file has no .modinfo section (not a kernel module?)');
+  const info = new Map<string, string[]>();
+  for (const entry of elf.toString('utf8', s.offset, s.offset + s.size).split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq <= 0) continue;
+    const key = entry.slice(0, eq);
+    info.set(key, [...(info.get(key) ?? []), entry.slice(eq + 1)]);
+  }
+  return info;
+}
+
+/**
+ * The GNU build ID of an ELF64 LE object (the desc of its .note.gnu.build-id note, as hex), or
+ * undefined when it has none. A loaded module exposes the same note in sysfs, which is how the
+ * guest proves which file it runs.
+ */
+export function readBuildId(elf: Buffer): string | undefined {
+  const s = elfSection(elf, '.note.gnu.build-id');
+  if (s === undefined || s.size < 16) return undefined;
+  return buildIdFromNote(elf.subarray(s.offset, s.offset + s.size));
+}
+
+/** The desc of a GNU build-id note (namesz, descsz, type, "GNU\0", desc) as hex. */
+export function buildIdFromNote(note: Buffer): string | undefined {
+  if (note.length < 16) return undefined;
+  const namesz = note.readUInt32LE(0);
+  const descsz = note.readUInt32LE(4);
+  const descAt = 12 + Math.ceil(namesz / 4) * 4;
+  if (descsz === 0 || descAt + descsz > note.length) return undefined;
+  return note.toString('hex', descAt, descAt + descsz);
+}
+
+/** Offset and size of the named section of an ELF64 little-endian file, or undefined. */
+function elfSection(elf: Buffer, wanted: string): { offset: number; size: number } | undefined {
   if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46) throw new Error('not an ELF file');
   if (elf[4] !== 2 || elf[5] !== 1) throw new Error('only 64-bit little-endian ELF modules are supported');
   const shoff = Number(elf.readBigUInt64LE(0x28));
@@ -48,40 +90,23 @@ export function readModinfo(elf: Buffer): Map<string, string[]> {
     return { name: elf.readUInt32LE(at), offset: Number(elf.readBigUInt64LE(at + 24)), size: Number(elf.readBigUInt64LE(at + 32)) };
   };
   const strtab = section(shstrndx);
-  const info = new Map<string, string[]>();
   for (let i = 0; i < shnum; i++) {
     const s = section(i);
     const nameStart = strtab.offset + s.name;
     const name = elf.toString('latin1', nameStart, elf.indexOf(0, nameStart));
-    if (name !== '.modinfo') continue;
-    if (s.offset + s.size > elf.length) throw new Error('.modinfo runs past the end of the file');
-    for (const entry of elf.toString('utf8', s.offset, s.offset + s.size).split('\0')) {
-      const eq = entry.indexOf('=');
-      if (eq <= 0) continue;
-      const key = entry.slice(0, eq);
-      info.set(key, [...(info.get(key) ?? []), entry.slice(eq + 1)]);
-    }
-    return info;
+    if (name !== wanted) continue;
+    if (s.offset + s.size > elf.length) throw new Error(`${wanted} runs past the end of the file`);
+    return { offset: s.offset, size: s.size };
   }
-  throw new Error('ELF file has no .modinfo section (not a kernel module?)');
+  return undefined;
 }
 
 /** Decompresses a module file according to its extension. */
-async function loadModuleFile(file: string): Promise<Buffer> {
+export async function loadModuleFile(file: string): Promise<Buffer> {
   if (file.endsWith('.ko.xz')) return runCommandBinary('xz', ['-dc', file]);
   if (file.endsWith('.ko.zst')) return runCommandBinary('zstd', ['-dcq', file]);
   if (file.endsWith('.ko.gz')) return gunzipSync(await readFile(file));
   return readFile(file);
-}
-
-/** Maps canonical module name → path (relative to modulesDir) of every module under kernel/. */
-async function indexModules(modulesDir: string): Promise<Map<string, string>> {
-  const index = new Map<string, string>();
-  const files = await readdir(join(modulesDir, 'kernel'), { recursive: true });
-  for (const file of files) {
-    if (/\.ko(\.(xz|gz|zst))?$/.test(file)) index.set(canonicalModuleName(file), `kernel/${file}`);
-  }
-  return index;
 }
 
 async function builtinModules(modulesDir: string): Promise<Set<string>> {
@@ -95,24 +120,34 @@ async function builtinModules(modulesDir: string): Promise<Set<string>> {
 
 /**
  * The closure of `requested` under `depends=`, dependencies first. Throws when a module is
- * neither a loadable module nor built in, naming the kernel it looked in.
+ * neither a loadable module nor built in, naming the kernel it looked in, and (a
+ * ModuleResolutionError) when the tree leaves a module's file ambiguous. `overrides` (modules the
+ * out-of-tree loop built) replace the tree's files of the same name.
  */
-export async function resolveModuleClosure(modulesDir: string, requested: readonly string[]): Promise<ModuleClosure> {
-  const [index, builtin] = await Promise.all([indexModules(modulesDir), builtinModules(modulesDir)]);
+export async function resolveModuleClosure(
+  modulesDir: string,
+  requested: readonly string[],
+  overrides: readonly { name: string; file: string }[] = [],
+): Promise<ModuleClosure> {
+  const [index, builtin] = await Promise.all([indexModules(modulesDir, overrides), builtinModules(modulesDir)]);
   const loaded = new Map<string, Promise<KernelModule | undefined>>();
   const load = (name: string, wantedBy: string): Promise<KernelModule | undefined> => {
     let pending = loaded.get(name);
     if (pending === undefined) {
       pending = (async () => {
-        const rel = index.get(name);
-        if (rel === undefined) {
+        const choice = index.choose(name);
+        if (choice === undefined) {
           if (builtin.has(name)) return undefined;
-          throw new Error(`kernel module ${name} (${wantedBy}) is neither in ${modulesDir}/kernel nor in modules.builtin`);
+          throw new Error(`kernel module ${name} (${wantedBy}) is neither in ${modulesDir} (updates/, extra/, kernel/) nor in modules.builtin`);
         }
-        const data = await loadModuleFile(join(modulesDir, rel));
+        const data = await loadModuleFile(choice.file);
         const info = readModinfo(data);
         const depends = (info.get('depends') ?? []).flatMap((d) => d.split(',')).filter((d) => d !== '').map(canonicalModuleName);
-        return { name, path: rel.replace(/\.(xz|gz|zst)$/, ''), data, depends, aliases: info.get('alias') ?? [] };
+        return {
+          name, path: choice.rel.replace(/\.(xz|gz|zst)$/, ''), data, depends, aliases: info.get('alias') ?? [],
+          source: choice.file, origin: choice.origin, buildId: readBuildId(data),
+          shadowed: await Promise.all(choice.shadowed.map(async (file) => ({ file, buildId: readBuildId(await loadModuleFile(file)) }))),
+        };
       })();
       loaded.set(name, pending);
     }
@@ -140,7 +175,7 @@ export async function resolveModuleClosure(modulesDir: string, requested: readon
   const builtinRequested: string[] = [];
   for (const raw of requested) {
     const name = canonicalModuleName(raw);
-    if (!index.has(name) && builtin.has(name)) builtinRequested.push(name);
+    if (index.choose(name) === undefined && builtin.has(name)) builtinRequested.push(name);
     await visit(name, 'requested');
   }
   return { modules: ordered, builtin: builtinRequested };

@@ -8,6 +8,7 @@ import { defaultInit, GUEST_DONE_SENTINEL, GUEST_INIT_SENTINEL, guestModules } f
 import { parseAppletList } from './provision-busybox.ts';
 import { pickKernelRelease } from './provision-kernel.ts';
 import { parseQemuVersion, versionAtLeast } from './provision-qemu.ts';
+import { kernelLineOf, madisonVersions } from './provision-linux-source.ts';
 
 test('apt simulation output becomes name/version/arch, epochs escaped in file names', () => {
   const out = [
@@ -86,4 +87,17 @@ test('virtio-iommu guests load the IOMMU driver before vfio-pci', () => {
   assert.ok(virtio.indexOf('virtio_iommu') >= 0 && virtio.indexOf('virtio_iommu') < virtio.indexOf('vfio-pci'));
   const init = defaultInit({ commands: [], modules: virtio });
   assert.ok(init.indexOf('modprobe virtio_iommu') < init.indexOf('modprobe vfio-pci'));
+});
+
+test('the kernel line of a release and madison rows of exactly one package', () => {
+  assert.equal(kernelLineOf('7.3.4+deb13-amd64'), '7.3');
+  assert.equal(kernelLineOf('10.12.1+deb14-cloud-amd64'), '10.12');
+  assert.throws(() => kernelLineOf('vmlinuz'), /major\.minor/);
+  const madison = [
+    'linux-source-7.3 | 7.3.4-1~bpo13+1 | http://mirror.example/debian trixie-backports/main amd64 Packages',
+    'linux-source-7.30 | 7.30.1-1 | http://mirror.example/debian trixie/main amd64 Packages',
+    '',
+  ].join('\n');
+  assert.deepEqual(madisonVersions(madison, 'linux-source-7.3'), ['7.3.4-1~bpo13+1']);
+  assert.deepEqual(madisonVersions(madison, 'linux-source-7.2'), []);
 });

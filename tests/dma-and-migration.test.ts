@@ -11,7 +11,7 @@ import { VfioUserClient } from '../protocol/client.ts';
 import { DmaFault } from '../protocol/served-device.ts';
 import { Errno, VfioUserError } from '../protocol/errors.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { close, memfdCreate, mmapShared, munmap, viewOf } from '../protocol/native/libc.ts';
+import { Seal, close, memfdCreate, mmapShared, munmap, viewOf } from '../protocol/native/libc.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { MigState, MigrationFlags, PciRegion } from '../protocol/wire.ts';
 
@@ -44,26 +44,35 @@ describe('server-issued DMA', () => {
     server.close();
   });
 
-  it('copies straight through the mapped fd when the client passed one', async () => {
-    const { server, client } = await connected();
-    const fd = memfdCreate('dma-guest-ram', 0x10000n);
-    const addr = mmapShared(fd, 0x10000n, 0n);
-    const mine = new Uint8Array(viewOf(addr, 0x10000));
-    mine.set([1, 2, 3, 4], 0x3000);
-    await client.dmaMap({ address: 0x80000000n, size: 0x8000n, offset: 0x2000n, fd });
-    assert.deepEqual([...(await server.dmaAccess.read(0x80001000n, 4))], [1, 2, 3, 4]);
-    await server.dmaAccess.write(0x80000010n, Uint8Array.of(9, 8, 7));
-    assert.deepEqual([...mine.subarray(0x2010, 0x2013)], [9, 8, 7]);
-    assert.equal(client.dmaServed.reads + client.dmaServed.writes, 0);
-    // A client that shrinks the file under a mapping gets a refusal, not a server killed by SIGBUS.
-    ftruncateSync(fd, 0x1000);
-    await assert.rejects(server.dmaAccess.read(0x80001000n, 4), /shrank the file/);
-    client.close();
-    await server.clientGone();
-    munmap(addr, 0x10000n);
-    close(fd);
-    server.close();
-  });
+  for (const sealed of [true, false]) {
+    const how = sealed ? 'through its mapping of a sealed fd' : 'with pread/pwrite on an fd not sealed against shrinking';
+    it(`copies ${how}, and refuses (no SIGBUS) once the client shrinks the file`, async () => {
+      const { server, client } = await connected();
+      const fd = memfdCreate('dma-guest-ram', 0x10000n, sealed ? { seals: Seal.SHRINK | Seal.SEAL } : {});
+      const addr = mmapShared(fd, 0x10000n, 0n);
+      const mine = new Uint8Array(viewOf(addr, 0x10000));
+      mine.set([1, 2, 3, 4], 0x3000);
+      await client.dmaMap({ address: 0x80000000n, size: 0x8000n, offset: 0x2000n, fd });
+      assert.deepEqual([...(await server.dmaAccess.read(0x80001000n, 4))], [1, 2, 3, 4]);
+      await server.dmaAccess.write(0x80000010n, Uint8Array.of(9, 8, 7));
+      assert.deepEqual([...mine.subarray(0x2010, 0x2013)], [9, 8, 7]);
+      assert.equal(client.dmaServed.reads + client.dmaServed.writes, 0);
+      const moved = server.dmaAccess.moved;
+      assert.deepEqual([moved.direct, moved.copied], sealed ? [7, 0] : [0, 7], 'the path follows the seal');
+      if (!sealed) {
+        // A client that shrinks the file under a mapping gets a refusal, not a server killed by SIGBUS.
+        ftruncateSync(fd, 0x1000);
+        await assert.rejects(server.dmaAccess.read(0x80001000n, 4), /shrank the file/);
+      } else {
+        assert.throws(() => ftruncateSync(fd, 0x1000), /EPERM/, 'the seal forbids shrinking');
+      }
+      client.close();
+      await server.clientGone();
+      munmap(addr, 0x10000n);
+      close(fd);
+      server.close();
+    });
+  }
 
   it('faults, naming the address, outside any mapping and for writes to a read-only mapping', async () => {
     const { server, client } = await connected();

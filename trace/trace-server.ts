@@ -8,9 +8,9 @@
  * client only, every request error becomes an `ok: false` reply, and a subscriber that reads
  * too slowly loses events (and is told how many) instead of growing our memory.
  */
-import { removeStaleSocket } from '../protocol/socket-file.ts';
+import { removeStaleSocket, withPrivateUmask } from '../protocol/socket-file.ts';
 import { checksumMemory } from '../protocol/offload.ts';
-import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/served-device.ts';
 import type { Logger } from '../protocol/log.ts';
@@ -35,6 +35,11 @@ import {
 
 /** A client whose unsent output exceeds this loses events, and we stop reading its requests. */
 export const MAX_BACKLOG_BYTES = 8 << 20;
+/**
+ * Requests answered later (checksums run in a worker) one client may have outstanding: past it,
+ * its further requests wait unread, so it cannot queue unbounded hashing work.
+ */
+export const MAX_IN_FLIGHT = 4;
 /** More trace clients than any human or test needs; each costs a socket and a backlog. */
 const MAX_CLIENTS = 32;
 /** How long a client we hung up on may take to read our last message before we cut it. */
@@ -92,18 +97,14 @@ class TraceChannel implements TraceServer {
     return new Promise((resolve, reject) => {
       const failed = (err: NodeJS.ErrnoException) => reject(err);
       this.net.once('error', failed);
-      this.net.listen(this.opts.socketPath, () => {
-        this.net.off('error', failed);
-        try {
-          chmodSync(this.opts.socketPath, 0o600);
-        } catch (err) {
-          this.net.close();
-          reject(err);
-          return;
-        }
-        this.opts.log.info(`trace channel listening on ${this.opts.socketPath}`);
-        resolve();
-      });
+      // Node binds a path synchronously inside listen(): the file is born 0600.
+      withPrivateUmask(() =>
+        this.net.listen(this.opts.socketPath, () => {
+          this.net.off('error', failed);
+            this.opts.log.info(`trace channel listening on ${this.opts.socketPath}`);
+          resolve();
+        }),
+      );
     });
   }
 
@@ -282,6 +283,8 @@ class TraceConnection {
   private dropped = 0;
   private lastDropped: TracedEvent | null = null;
   private paused = false;
+  /** Requests whose replies wait on a worker (checksums). */
+  private inFlight = 0;
   private ending = false;
 
   constructor(
@@ -350,7 +353,7 @@ class TraceConnection {
 
   /** Handles buffered requests until none is complete, or until our replies back up. */
   private pump(): void {
-    while (!this.paused && !this.ending) {
+    while (!this.paused && !this.ending && this.inFlight < MAX_IN_FLIGHT) {
       let message: { value: unknown } | undefined;
       try {
         message = this.decoder.next();
@@ -362,6 +365,8 @@ class TraceConnection {
       }
       if (!message) return;
       this.handle(message.value);
+      // Requests still arriving would pile up in the decoder: leave them in the socket.
+      if (this.inFlight >= MAX_IN_FLIGHT) this.socket.pause();
       if (this.socket.writableLength > MAX_BACKLOG_BYTES) {
         // Stop reading requests until the client reads our replies: its memory, not ours.
         this.paused = true;
@@ -393,8 +398,19 @@ class TraceConnection {
       fail(err);
       return;
     }
-    if (result instanceof Promise) result.then((value) => this.reply(id, { result: value }), fail);
-    else this.reply(id, { result });
+    if (!(result instanceof Promise)) {
+      this.reply(id, { result });
+      return;
+    }
+    this.inFlight++;
+    result
+      .then((value) => this.reply(id, { result: value }), fail)
+      .finally(() => {
+        // A slot freed: requests that waited in the decoder (or the socket) go on.
+        this.inFlight--;
+        if (!this.paused && !this.ending) this.socket.resume();
+        this.pump();
+      });
   }
 
   private reply(id: RequestId | null, outcome: { result: unknown } | { error: string }): void {

@@ -6,14 +6,20 @@
  * functions that throw a SyscallError carrying the call's name and errno. Pointers (mmap
  * addresses) leave this module only as opaque bigints; `viewOf` is the one way to touch them.
  *
- * Hazard (see ../shared/notes/koffi-and-node.md): a view over mapped memory stays valid only
+ * Hazard: a view over mapped memory stays valid only
  * while the mapping exists. Callers own a mapping in one place and never keep views past munmap.
  */
 import koffi from 'koffi';
 import { readlinkSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { assertSupportedPlatform } from './platform.ts';
 
+// The struct layouts below are written for 64-bit Linux with glibc: refuse anything else
+// before a wrong offset can do harm.
+assertSupportedPlatform();
 const libc = koffi.load('libc.so.6');
+/** struct stat's st_mode: after st_nlink on x86_64, before it in the generic (aarch64) layout. */
+const STAT_MODE_OFFSET = process.arch === 'arm64' ? 16 : 24;
 
 const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
@@ -34,11 +40,13 @@ const c = {
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+  pread: libc.func('intptr_t pread(int fd, void *buf, size_t count, int64_t offset)'),
+  pwrite: libc.func('intptr_t pwrite(int fd, void *buf, size_t count, int64_t offset)'),
   ppoll: libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
 };
 
-// Linux x86_64 values. Node exposes errno numbers but not these.
+// Linux values, the same on x86_64 and aarch64. Node exposes errno numbers but not these.
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
@@ -53,7 +61,17 @@ const MFD_CLOEXEC = 1;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 const F_GETFD = 1;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
 const F_DUPFD_CLOEXEC = 1030;
+const F_ADD_SEALS = 1033;
+const F_GET_SEALS = 1034;
+const MFD_ALLOW_SEALING = 2;
+/** memfd seals (linux/fcntl.h): F_SEAL_SHRINK forbids making the file smaller. */
+export const Seal = { SEAL: 1, SHRINK: 2, GROW: 4, WRITE: 8 } as const;
+/** The seals QEMU's memory-backend-memfd puts on guest RAM by default (its `seal` property). */
+export const GUEST_RAM_SEALS = Seal.SHRINK | Seal.GROW | Seal.SEAL;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 const MAP_SHARED = 1;
@@ -149,9 +167,12 @@ export function setReceiveTimeout(fd: number, micros: number): void {
   if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16) < 0) fail('setsockopt', 'SO_RCVTIMEO');
 }
 
-/** Stops both directions; the peer sees end-of-file. Errors (already closed) are ignored. */
-export function shutdownSocket(fd: number): void {
-  c.shutdown(fd, 2);
+/**
+ * Stops both directions (or only ours with `how` 'write': the peer sees end-of-file but may
+ * still send). Errors (already closed) are ignored.
+ */
+export function shutdownSocket(fd: number, how: 'both' | 'write' = 'both'): void {
+  c.shutdown(fd, how === 'write' ? 1 : 2);
 }
 
 export function close(fd: number): void {
@@ -181,6 +202,30 @@ export function isEventfd(fd: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Sets or clears O_NONBLOCK. The flag lives in the open file description, which a received fd
+ * shares with the process that sent it: both see the change.
+ */
+export function setNonBlocking(fd: number, on: boolean): void {
+  const flags = c.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) fail('fcntl(F_GETFL)', `fd ${fd}`);
+  const want = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (want !== flags && c.fcntl(fd, F_SETFL, want) < 0) fail('fcntl(F_SETFL)', `fd ${fd}`);
+}
+
+/** True when O_NONBLOCK is set on fd's open file description. */
+export function isNonBlocking(fd: number): boolean {
+  const flags = c.fcntl(fd, F_GETFL, 0);
+  if (flags < 0) fail('fcntl(F_GETFL)', `fd ${fd}`);
+  return (flags & O_NONBLOCK) !== 0;
+}
+
+/** The file's seals (Seal bits); 0 for a file that cannot carry seals (not a memfd). */
+export function fileSeals(fd: number): number {
+  const seals = c.fcntl(fd, F_GET_SEALS, 0);
+  return seals < 0 ? 0 : seals;
 }
 
 /** True when fd is an open descriptor of this process (used by tests to prove fds were closed). */
@@ -359,15 +404,53 @@ const MFD_HUGE_2MB = 21 << 26;
  * A memfd of `size` bytes (sparse: pages are allocated on first touch). With `hugePages` it is
  * backed by 2 MiB huge pages from the kernel's pool (which must hold enough free pages).
  */
-export function memfdCreate(name: string, size: bigint, opts: { hugePages?: boolean } = {}): number {
-  const fd = c.memfd_create(name, MFD_CLOEXEC | (opts.hugePages ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+export function memfdCreate(name: string, size: bigint, opts: { hugePages?: boolean; seals?: number } = {}): number {
+  const sealing = opts.seals ? MFD_ALLOW_SEALING : 0;
+  const fd = c.memfd_create(name, MFD_CLOEXEC | sealing | (opts.hugePages ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
   if (fd < 0) fail('memfd_create', opts.hugePages ? `${name}, 2 MiB huge pages` : name);
   if (c.ftruncate(fd, size) < 0) {
     const errno = koffi.errno();
     c.close(fd);
     throw new SyscallError('ftruncate', errno, `${name} to ${size} bytes`);
   }
+  // Sealed as QEMU's memory-backend-memfd seals guest RAM (shrink, grow, and the seals themselves).
+  if (opts.seals && c.fcntl(fd, F_ADD_SEALS, opts.seals) < 0) {
+    const errno = koffi.errno();
+    c.close(fd);
+    throw new SyscallError('fcntl(F_ADD_SEALS)', errno, name);
+  }
   return fd;
+}
+
+/**
+ * One positional transfer of all of `buf` (pread or pwrite: the file offset is not used),
+ * retrying short counts and EINTR. Returns the bytes moved: fewer only at end of file (read).
+ */
+function positional(call: typeof c.pread, name: string, fd: number, buf: Uint8Array, offset: bigint): number {
+  let done = 0;
+  while (done < buf.byteLength) {
+    const n = Number(call(fd, buf.subarray(done), buf.byteLength - done, offset + BigInt(done)));
+    if (n < 0) {
+      if (koffi.errno() === EINTR) continue;
+      fail(name, `fd ${fd}`);
+    }
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Reads up to into.byteLength bytes of fd at `offset`; fewer at end of file. A copy through the
+ * kernel, so a file that shrinks under us gives a short count, never a fault.
+ */
+export function pread(fd: number, into: Uint8Array, offset: bigint): number {
+  return positional(c.pread, 'pread', fd, into, offset);
+}
+
+/** Writes all of `data` to fd at `offset` (a write that makes no progress is an error). */
+export function pwrite(fd: number, data: Uint8Array, offset: bigint): void {
+  if (positional(c.pwrite, 'pwrite', fd, data, offset) < data.byteLength) fail('pwrite', `fd ${fd} accepted no bytes`);
 }
 
 /** Maps `length` bytes of fd at `offset` shared. Returns the address as an opaque bigint. */
@@ -404,25 +487,41 @@ export function fstat(fd: number): FileIdentity {
   return {
     dev: statBuf.readBigUInt64LE(0),
     ino: statBuf.readBigUInt64LE(8),
-    mode: statBuf.readUInt32LE(24),
+    mode: statBuf.readUInt32LE(STAT_MODE_OFFSET),
     size: statBuf.readBigInt64LE(48),
   };
 }
 
 // ---- eventfds --------------------------------------------------------------------------------
 
-export function eventfdCreate(): number {
-  const fd = c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+/** A non-blocking eventfd (or a blocking one, which tests use to play a careless client). */
+export function eventfdCreate(opts: { blocking?: boolean } = {}): number {
+  const fd = c.eventfd(0, EFD_CLOEXEC | (opts.blocking ? 0 : EFD_NONBLOCK));
   if (fd < 0) fail('eventfd');
   return fd;
 }
 
 const counterBuf = Buffer.alloc(8);
 
-/** Adds `value` to an eventfd counter: this is how an interrupt reaches QEMU. */
-export function eventfdSignal(fd: number, value = 1n): void {
+/**
+ * Adds `value` to an eventfd counter (this is how an interrupt reaches QEMU) without ever
+ * blocking: false when the counter is full (the edge is lost, as for a full vfio irqfd).
+ *
+ * A write to an eventfd blocks when the counter would overflow, unless O_NONBLOCK is set on its
+ * open file description, which we share with the client that sent the fd: a client can hand us
+ * a blocking one, or clear the flag later. So the flag is checked, and set again if needed,
+ * right before every write (interrupts are rare next to MMIO: two fcntl calls cost ~0.3 µs).
+ */
+export function eventfdSignal(fd: number, value = 1n): boolean {
+  setNonBlocking(fd, true);
   counterBuf.writeBigUInt64LE(value, 0);
-  if (Number(c.write(fd, counterBuf, 8)) !== 8) fail('write', `eventfd ${fd}`);
+  for (;;) {
+    if (Number(c.write(fd, counterBuf, 8)) === 8) return true;
+    const errno = koffi.errno();
+    if (errno === EINTR) continue;
+    if (errno === EAGAIN) return false;
+    throw new SyscallError('write', errno, `eventfd ${fd}`);
+  }
 }
 
 /** Reads and resets an eventfd counter; 0n when it was not signalled (non-blocking fds only). */
@@ -440,6 +539,11 @@ export function eventfdConsume(fd: number): bigint {
 export interface FdWatch {
   /** Also report writability (while output is queued), or stop doing so. */
   wantWritable(on: boolean): void;
+  /**
+   * Report readability and hang-ups (the default), or stop: a reader that must not read for a
+   * while (its peer's replies are backed up) would otherwise be woken again and again.
+   */
+  wantReadable(on: boolean): void;
   stop(): void;
 }
 
@@ -454,28 +558,61 @@ export interface FdEvents {
  * (after wantWritable(true)) writable. This is the cheap way to wait: no thread is parked per
  * pending call, unlike koffi's `.async` which costs a libuv threadpool thread and ~10 µs per
  * round trip. Note: libuv makes the fd non-blocking. One watch per fd.
+ *
+ * An exception thrown by `onEvent` never reaches the event loop: the watch stops and
+ * `onFault` gets the error. Stopping is the point: a callback that threw may not have consumed
+ * what made the fd ready, and left watched it would be called again at once, forever.
  */
-export function watchFd(fd: number, onEvent: (ev: FdEvents) => void): FdWatch {
+export function watchFd(fd: number, onEvent: (ev: FdEvents) => void, onFault: (err: Error) => void = reportFault): FdWatch {
+  let readable = true;
   let writable = false;
-  const callback = (_status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) =>
-    onEvent({ readable: ev.readable, writable: ev.writable, hangup: ev.disconnect });
+  let stopped = false;
+  const callback = (_status: number, ev: { readable: boolean; writable: boolean; disconnect: boolean }) => {
+    if (stopped) return;
+    try {
+      onEvent({ readable: ev.readable, writable: ev.writable, hangup: ev.disconnect });
+    } catch (err) {
+      watch.stop();
+      try {
+        onFault(err instanceof Error ? err : new Error(String(err)));
+      } catch {
+        // The fault handler's own failure has nowhere left to go.
+      }
+    }
+  };
   const handle = koffi.node.poll(fd, { readable: true, disconnect: true }, callback as never);
-  return {
+  const restart = () => {
+    if (readable || writable) handle.start({ readable, disconnect: readable, writable }, callback as never);
+    else handle.stop();
+  };
+  const watch: FdWatch = {
     wantWritable(on: boolean) {
-      if (on === writable) return;
+      if (stopped || on === writable) return;
       writable = on;
-      handle.start({ readable: true, disconnect: true, writable: on }, callback as never);
+      restart();
+    },
+    wantReadable(on: boolean) {
+      if (stopped || on === readable) return;
+      readable = on;
+      restart();
     },
     stop() {
+      if (stopped) return;
+      stopped = true;
       handle.stop();
       handle.close();
     },
   };
+  return watch;
+}
+
+function reportFault(err: Error): void {
+  process.stderr.write(`an fd watch callback failed and was stopped: ${err.stack ?? err.message}\n`);
 }
 
 /** watchFd for readers that never write through the event loop. */
-export function watchReadable(fd: number, onReadable: () => void): FdWatch {
-  return watchFd(fd, () => onReadable());
+export function watchReadable(fd: number, onReadable: () => void, onFault?: (err: Error) => void): FdWatch {
+  return watchFd(fd, () => onReadable(), onFault);
 }
 
 const POLLIN = 0x1;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { close, memfdCreate } from '../../protocol/native/libc.ts';
+import { GUEST_RAM_SEALS, close, memfdCreate } from '../../protocol/native/libc.ts';
 import {
   Cmd,
   Errno,
@@ -103,7 +103,7 @@ describe('DMA_MAP', () => {
 
   it('maps an fd-backed range: one mmap and one kept fd per file, both released by the last unmap', async () => {
     await withClient(h, async (c) => {
-      const mem = memfdCreate('conf-guest-ram', MiB);
+      const mem = memfdCreate('conf-guest-ram', MiB, { seals: GUEST_RAM_SEALS });
       try {
         const fdsBefore = openFdCount();
         const mapsBefore = memfdMappingCount();
@@ -128,7 +128,7 @@ describe('DMA_MAP', () => {
 
   it('refuses a range beyond the end of the fd with EINVAL and closes the fd', async () => {
     await withClient(h, async (c) => {
-      const mem = memfdCreate('conf-small', 0x4000n);
+      const mem = memfdCreate('conf-small', 0x4000n, { seals: GUEST_RAM_SEALS });
       try {
         const fdsBefore = openFdCount();
         const mapsBefore = memfdMappingCount();
@@ -165,7 +165,7 @@ describe('DMA_MAP', () => {
   it('closes the fd of a refused mapping (EEXIST) too', async () => {
     await withClient(h, async (c) => {
       await expectErrno(c, Cmd.DMA_MAP, body.dmaMap({ address: 0x10000n, size: 0x1000n }), 0);
-      const mem = memfdCreate('conf-eexist', 0x1000n);
+      const mem = memfdCreate('conf-eexist', 0x1000n, { seals: GUEST_RAM_SEALS });
       try {
         const fdsBefore = openFdCount();
         const mapsBefore = memfdMappingCount();
@@ -179,7 +179,7 @@ describe('DMA_MAP', () => {
   });
 
   it('releases every mapping and its mmap when the client disconnects', async () => {
-    const mem = memfdCreate('conf-disconnect', MiB);
+    const mem = memfdCreate('conf-disconnect', MiB, { seals: GUEST_RAM_SEALS });
     const fdsBefore = openFdCount();
     const mapsBefore = memfdMappingCount();
     try {
@@ -218,7 +218,7 @@ describe('DMA_MAP with max_dma_maps 4', () => {
   it('closes the fd of a mapping refused with ENOSPC', async () => {
     await withClient(h, async (c) => {
       for (let i = 0n; i < 4n; i++) await expectErrno(c, Cmd.DMA_MAP, body.dmaMap({ address: (i + 1n) << 20n, size: 0x1000n }), 0);
-      const mem = memfdCreate('conf-enospc', 0x1000n);
+      const mem = memfdCreate('conf-enospc', 0x1000n, { seals: GUEST_RAM_SEALS });
       try {
         const fdsBefore = openFdCount();
         const mapsBefore = memfdMappingCount();

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { VfioUserClient } from '../../protocol/client.ts';
-import { close, memfdCreate } from '../../protocol/native/libc.ts';
+import { GUEST_RAM_SEALS, close, memfdCreate } from '../../protocol/native/libc.ts';
 import { Cmd, Errno, type Harness, U64_MAX, body, expectErrno, expectFdsRefused, memfdMappingCount, rd, startServer, withClient } from './harness.ts';
 
 const ALL = 2;
@@ -115,7 +115,7 @@ describe('DMA_UNMAP', () => {
 
   it('UNMAP_ALL with address and size 0 removes everything, fd-backed mappings included', async () => {
     await withClient(h, async (c) => {
-      const mem = memfdCreate('conf-unmap-all', 0x10000n);
+      const mem = memfdCreate('conf-unmap-all', 0x10000n, { seals: GUEST_RAM_SEALS });
       try {
         const mapsBefore = memfdMappingCount();
         await map(c, 0x10000n, 0x1000n, [mem]);
