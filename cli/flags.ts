@@ -2,8 +2,15 @@
 
 export class UsageError extends Error {}
 
-type FlagKinds = Record<string, 'string' | 'boolean'>;
-type Parsed<K extends FlagKinds> = { [F in keyof K]?: K[F] extends 'string' ? string : boolean } & { _: string[] };
+/**
+ * 'list': a string option that may be repeated; every value is kept, in order.
+ * 'optional': a string option whose value may be left out (`--name` alone gives ''); the next
+ * argument is its value unless it starts with '-'.
+ */
+type FlagKinds = Record<string, 'string' | 'boolean' | 'list' | 'optional'>;
+type Parsed<K extends FlagKinds> = {
+  [F in keyof K]?: K[F] extends 'string' | 'optional' ? string : K[F] extends 'list' ? string[] : boolean;
+} & { _: string[] };
 
 /** Parses `--name value`, `--name=value`, boolean `--name`, and `-h` for help. */
 export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parsed<K> {
@@ -30,9 +37,14 @@ export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parse
       out[name] = true;
       continue;
     }
+    if (kind === 'optional' && eq === -1) {
+      const next = argv[i + 1];
+      out[name] = next !== undefined && !next.startsWith('-') ? (i++, next) : '';
+      continue;
+    }
     const value = eq !== -1 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined || value === '') throw new UsageError(`--${name} needs a value, e.g. --${name} VALUE`);
-    out[name] = value;
+    out[name] = kind === 'list' ? [...((out[name] as string[] | undefined) ?? []), value] : value;
   }
   return out as Parsed<K>;
 }

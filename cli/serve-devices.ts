@@ -6,6 +6,7 @@
  */
 import type { ClientLimits } from '../protocol/client-limits.ts';
 import type { Logger } from '../protocol/log.ts';
+import type { ServerLimits } from '../protocol/version.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
@@ -56,6 +57,7 @@ export interface ServeDevicesOptions {
   readonly log: Logger;
   readonly spinMicros: number;
   readonly clientLimits: ClientLimits;
+  readonly limits: ServerLimits;
 }
 
 export async function serveDevices(specArgs: readonly string[], opts: ServeDevicesOptions): Promise<number> {
@@ -65,7 +67,7 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
     throw new UsageError(`--${misplaced} applies to one device: with --device, put it in the spec, e.g. --device edu-plus,${key}${key === 'hugepages' ? '' : '=VALUE'}`);
   }
   if (opts.flags._.length) throw new UsageError(`serve takes no arguments besides options (got "${opts.flags._.join(' ')}"); see serve --help`);
-  const { log, spinMicros, clientLimits } = opts;
+  const { log } = opts;
   const specs = await parseDeviceSpecs(specArgs, !opts.flags['no-trace']);
   const served: { spec: DeviceSpec; server: VfioUserServer; trace: TraceServer | null }[] = [];
   const closeAll = async () => {
@@ -77,7 +79,7 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
   try {
     for (const spec of specs) {
       const deviceLog = specs.length > 1 ? log.child(spec.label) : log;
-      const server = listen(spec, deviceLog, spinMicros, clientLimits);
+      const server = listen(spec, deviceLog, opts);
       served.push({ spec, server, trace: null });
       deviceLog.info(`${spec.name}: ${spec.description}`);
       if (spec.tracePath) served.at(-1)!.trace = await startTraceServer({ socketPath: spec.tracePath, server, log: deviceLog.child('trace') });
@@ -101,9 +103,9 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
   return 0;
 }
 
-function listen(spec: DeviceSpec, log: Logger, spinMicros: number, clientLimits: ClientLimits): VfioUserServer {
+function listen(spec: DeviceSpec, log: Logger, opts: ServeDevicesOptions): VfioUserServer {
   try {
-    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, spinMicros, clientLimits });
+    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, spinMicros: opts.spinMicros, clientLimits: opts.clientLimits, limits: opts.limits });
   } catch (err) {
     // A declaration the layer refuses or memory the host cannot give: the user's to fix.
     if (err instanceof Error && !('errno' in err)) throw new UsageError(`--device ${spec.name}: ${err.message}`);

@@ -1,10 +1,12 @@
 /**
  * `edu-plus serve`: one edu-plus device on a Unix socket until SIGINT/SIGTERM.
  */
+import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
 import { createLogger } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
@@ -40,6 +42,10 @@ Options:
                        kernel offers no reset method), flr (a PCI Express capability with
                        Function Level Reset) or pm (a PM capability whose D3hot->D0 transition
                        resets the function). BAR1 keeps its contents across any reset.
+  --max-dma-maps N     most DMA mappings held at once (default ${DEFAULT_MAX_DMA_MAPS}: a 4 GiB guest
+                       mapped page by page through a vIOMMU; ~200 bytes of state each). VERSION
+                       advertises at most 65535, the most QEMU accepts; QEMU does not count
+                       against it, so a larger guest still maps all its RAM.
   -h, --help           show this help.
 
 Limits on what one client can make the server hold (a client that ignores them is slowed
@@ -114,6 +120,7 @@ export async function serve(argv: string[]): Promise<number> {
     'idle-timeout-ms': 'string',
     'max-migration-bytes': 'string',
     'max-refusing': 'string',
+    'max-dma-maps': 'string',
     help: 'boolean',
   });
   if (flags.help) {
@@ -124,11 +131,16 @@ export async function serve(argv: string[]): Promise<number> {
   const spin = parseSpinMicros(flags['spin-us']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
   const clientLimits = parseClientLimits(flags);
+  const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
+  if (!Number.isInteger(maxDmaMaps) || maxDmaMaps < 1 || maxDmaMaps > 1 << 26) {
+    throw new UsageError(`--max-dma-maps must be a whole number from 1 to ${1 << 26} (got "${flags['max-dma-maps']}")`);
+  }
+  const limits = { ...DEFAULT_SERVER_LIMITS, maxDmaMaps };
   const log = createLogger({ level });
   // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
   // device and its client (the log rate limit keeps a repeating one from flooding).
   process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
-  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, spinMicros: spin, clientLimits });
+  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, spinMicros: spin, clientLimits, limits });
   // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
   const eduOptions = new Map<string, string | true>();
   for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
@@ -144,6 +156,7 @@ export async function serve(argv: string[]): Promise<number> {
       log,
       spinMicros: spin,
       clientLimits,
+      limits,
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.

@@ -3,7 +3,13 @@
  * marker lines (begin, and end with the program's exit status), the KTAP between them is that
  * program's, and the VM-level facts (timeout, kernel panic, /init never reached) come from
  * the run. Pure functions, so the exit-code rules are unit-tested without a VM.
+ *
+ * Two kinds of program: ours (guest-tests/), which must print KTAP, and programs a developer
+ * brings (`--run`, the kernel's selftests), judged by their KTAP when they print any (the
+ * kselftest harness's "TAP version 13" output included) and otherwise by the kselftest exit
+ * code convention: 0 pass, 4 skip (KSFT_SKIP), anything else fail.
  */
+import { DECLARED_SKIP } from '../qemu-configs/guest-init.ts';
 import { type KtapResult, parseKtap } from '../qemu-configs/ktap.ts';
 import { MODULE_REPORT } from '../qemu-configs/guest-init.ts';
 import { buildIdFromNote } from '../qemu-configs/module-closure.ts';
@@ -17,10 +23,26 @@ export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_ALL_SKIPPED = 4;
 
-/** The /init line that runs one guest test program between its markers. */
+/** kselftest's exit code for "skipped" (KSFT_SKIP in tools/testing/selftests/kselftest.h). */
+export const KSFT_SKIP = 4;
+
+/** A name the markers can carry: one word of plain file-name characters. */
+export function isProgramName(name: string): boolean {
+  return /^[A-Za-z0-9_.:+-]+$/.test(name);
+}
+
+/**
+ * The /init line that runs `command` (a shell command line) between the markers of program
+ * `name`. The subshell keeps a `cd` or `exit` in the command from ending /init itself.
+ */
+export function programCommand(name: string, command: string): string {
+  if (!isProgramName(name)) throw new Error(`program name ${JSON.stringify(name)} is not one plain word`);
+  return `echo "${TEST_BEGIN} ${name}"; (${command}\n); echo "${TEST_END} ${name} $?"`;
+}
+
+/** The /init line that runs one of our guest test programs (from /tests) between its markers. */
 export function testCommand(name: string): string {
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`guest test name ${JSON.stringify(name)} is not a plain file name`);
-  return `echo "${TEST_BEGIN} ${name}"; /tests/${name}; echo "${TEST_END} ${name} $?"`;
+  return programCommand(name, `/tests/${name}`);
 }
 
 export interface ProgramResult {
@@ -32,6 +54,15 @@ export interface ProgramResult {
   missing: number;
   /** Exit status the program returned (undefined: it never finished). */
   exitStatus?: number;
+  /**
+   * How the result was read: its KTAP, or (a program that printed none and may be judged so)
+   * its exit status, which then stands as one case named after the program.
+   */
+  judgedBy: 'ktap' | 'exit-status';
+  /** Every top-level case in order (passes too), for reports such as JUnit. */
+  cases: KtapResult[];
+  /** The console lines the program printed (between its markers). */
+  output: string[];
   failures: KtapResult[];
   skips: KtapResult[];
   /** Why the program counts as failed beyond its `not ok` lines (did not run, crashed, ...). */
@@ -59,6 +90,11 @@ export interface RunFacts {
   initSeen: boolean;
   /** The done sentinel appeared (every program ran). */
   doneSeen: boolean;
+  /**
+   * Programs judged by their exit status when they print no KTAP (ones a developer brought);
+   * the rest must print KTAP.
+   */
+  exitStatusJudged?: readonly string[];
 }
 
 const PANIC = /Kernel panic - not syncing|BUG: kernel NULL pointer|Oops: |general protection fault/;
@@ -67,8 +103,37 @@ function describeStatus(status: number): string {
   return status > 128 ? `exited with status ${status} (killed by signal ${status - 128})` : `exited with status ${status}`;
 }
 
+/** The cases a runner declared skipped (DECLARED_SKIP lines), as KTAP-like skips. */
+function declaredSkips(lines: readonly string[]): KtapResult[] {
+  const out: KtapResult[] = [];
+  for (const line of lines) {
+    const m = new RegExp(`^${DECLARED_SKIP} (\\S+) (.+?)\\s*$`).exec(line);
+    if (m !== null) out.push({ ok: true, skip: true, number: 0, name: m[1]!, directive: `SKIP ${m[2]}`, indent: 0 });
+  }
+  return out;
+}
+
+/** A program judged by its exit status, as one KTAP-like case named after it. */
+function exitStatusCase(name: string, status: number): KtapResult {
+  if (status === 0) return { ok: true, skip: false, number: 1, name, indent: 0 };
+  if (status === KSFT_SKIP) return { ok: true, skip: true, number: 1, name, directive: `SKIP exit status ${KSFT_SKIP} (kselftest's skip)`, indent: 0 };
+  return { ok: false, skip: false, number: 1, name, directive: describeStatus(status), indent: 0 };
+}
+
+/**
+ * Whether a KTAP program's exit status fits what it printed: 0, or a plain failure status once
+ * a failure or a missing result already explains it, or kselftest's skip status when it
+ * reported skips. Death by a signal is always worth saying (a crash, not a verdict).
+ */
+function statusAgrees(status: number, r: ProgramResult): boolean {
+  if (status > 128) return false;
+  if (status === 0 || r.failed > 0 || r.missing > 0) return true;
+  return status === KSFT_SKIP && r.skipped > 0;
+}
+
 /** Splits the console by the program markers and judges each program and the run. */
 export function judge(facts: RunFacts): Verdict {
+  const exitJudged = new Set(facts.exitStatusJudged ?? []);
   const segments = new Map<string, { lines: string[]; status?: number }>();
   let current: { lines: string[]; status?: number } | undefined;
   for (const line of facts.lines) {
@@ -90,27 +155,39 @@ export function judge(facts: RunFacts): Verdict {
 
   const programs = facts.tests.map((name): ProgramResult => {
     const seg = segments.get(name);
-    const result: ProgramResult = { name, passed: 0, failed: 0, skipped: 0, missing: 0, failures: [], skips: [], problems: [] };
+    const result: ProgramResult = {
+      name, passed: 0, failed: 0, skipped: 0, missing: 0, judgedBy: 'ktap', cases: [], output: seg?.lines ?? [], failures: [], skips: [], problems: [],
+    };
     if (seg === undefined) {
       result.problems.push('did not run (the guest stopped before it)');
       return result;
     }
     result.exitStatus = seg.status;
     const report = parseKtap(seg.lines);
-    const top = report.results.filter((r) => r.indent === 0);
-    result.skips = top.filter((r) => r.skip);
-    result.failures = top.filter((r) => !r.ok && !r.skip);
+    const printedKtap = report.version !== undefined || report.plan !== undefined;
+    const declared = declaredSkips(seg.lines);
+    if (!printedKtap && exitJudged.has(name) && seg.status !== undefined) {
+      result.judgedBy = 'exit-status';
+      result.cases = [exitStatusCase(name, seg.status)];
+    } else if (report.skipAll !== undefined && report.results.length === 0) {
+      result.cases = [{ ok: true, skip: true, number: 1, name, directive: `SKIP ${report.skipAll}`, indent: 0 }];
+    } else {
+      result.cases = report.results.filter((r) => r.indent === 0);
+      if (report.plan === undefined) {
+        result.problems.push('printed no KTAP plan (1..N)');
+      } else if (report.plan > result.cases.length) {
+        result.missing = report.plan - result.cases.length;
+        result.problems.push(`${result.missing} of ${report.plan} planned results missing`);
+      }
+    }
+    result.cases.push(...declared);
+    result.skips = result.cases.filter((r) => r.skip);
+    result.failures = result.cases.filter((r) => !r.ok && !r.skip);
     result.skipped = result.skips.length;
     result.failed = result.failures.length;
-    result.passed = top.length - result.skipped - result.failed;
-    if (report.plan === undefined) {
-      result.problems.push('printed no KTAP plan (1..N)');
-    } else if (report.plan > top.length) {
-      result.missing = report.plan - top.length;
-      result.problems.push(`${result.missing} of ${report.plan} planned results missing`);
-    }
+    result.passed = result.cases.length - result.skipped - result.failed;
     if (seg.status === undefined) result.problems.push('did not finish (the guest stopped while it ran)');
-    else if (seg.status !== 0 && result.failed === 0 && result.missing === 0) result.problems.push(describeStatus(seg.status));
+    else if (result.judgedBy === 'ktap' && !statusAgrees(seg.status, result)) result.problems.push(describeStatus(seg.status));
     return result;
   });
 

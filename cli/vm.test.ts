@@ -73,6 +73,8 @@ describe('vm flags', () => {
     assert.equal(o.kernel, 'bz');
     assert.equal(o.modules, 'm');
     assert.deepEqual(parseVmFlags(['--devices', 'gpu, edu-plus']).devices, ['gpu', 'edu-plus']);
+    const byo = parseVmFlags(['--add', 'a', '--run', './a 1', '--add=b', '--run', './a 2', '--junit', join(dir, 'r.xml')]);
+    assert.deepEqual([byo.add, byo.run, byo.junit], [['a', 'b'], ['./a 1', './a 2'], join(dir, 'r.xml')]);
   });
 
   it('refuses mistakes with what to do', () => {
@@ -91,6 +93,9 @@ describe('vm flags', () => {
       [['--devices', 'edu-plus,tpu'], /--devices: no device "tpu"; devices: edu-plus, gpu/],
       [['--devices', 'gpu,gpu'], /names a device twice/],
       [['--devices', 'edu-plus,gpu', '--socket-path', 's'], /--socket-path names one socket: with several --devices/],
+      [['--shell', '--run', 'x'], /--shell gives you the prompt instead/],
+      [['--junit', '/nonexistent-dir/r.xml'], /directory \/nonexistent-dir does not exist/],
+      [['--run'], /--run needs a value/],
     ];
     for (const [argv, message] of bad) assert.throws(() => parseVmFlags(argv), (e: unknown) => e instanceof UsageError && message.test(e.message), argv.join(' '));
   });
@@ -98,7 +103,7 @@ describe('vm flags', () => {
   it('--help states the exit codes', () => {
     const help = vmHelp();
     for (const needle of ['--kernel FILE', '--modules DIR', '--initrd FILE', '--headers DIR', '--shell', '--iommu KIND', '--trace',
-      '--print-cmdline', '--devices LIST', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
+      '--print-cmdline', '--devices LIST', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', '--selftests [TREE]', 'CONFIG_IOMMUFD', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
       assert.ok(help.includes(needle), `help mentions ${needle}`);
     }
   });

@@ -6,28 +6,34 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { EDU_DEVICE_ID, EDU_VENDOR_ID, type EduResetMethod, RESET_METHODS } from '../device/edu-plus.ts';
+import { dirname, join, resolve } from 'node:path';
+import { type EduResetMethod, RESET_METHODS } from '../device/edu-plus.ts';
 import { GPU_DEVICE_ID, GPU_VENDOR_ID } from '../device/gpu.ts';
 import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
 import { createLogger } from '../protocol/log.ts';
+import { maxDmaMapsForRam } from '../protocol/dma.ts';
 import { VfioUserServer } from '../protocol/server.ts';
+import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { cacheDir, progress } from '../qemu-configs/cache.ts';
 import { KernelInputError, concatInitramfs, customKernel, findHeadersInclude } from '../qemu-configs/custom-kernel.ts';
-import { defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
+import { DECLARED_SKIP, defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
 import { buildInitramfs } from '../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
 import { kvmUsable, qemuArgs, shellQuote, vfioUserDevice } from '../qemu-configs/qemu-command.ts';
 import { ModuleResolutionError } from '../qemu-configs/module-index.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
+import { SELFTESTS_DMA_MASK, SELFTESTS_GUEST_DIR, SELFTESTS_MEMORY_MIB, hugePageArgs } from '../qemu-configs/selftests.ts';
 import { ModuleBuildError, checkVfioTree, prepareVfioSrc } from '../qemu-configs/vfio-src-build.ts';
 import { formatEvent } from '../trace/format.ts';
 import { DEVICE_KINDS, defaultSocketPath } from './devices.ts';
 import { UsageError, parseFlags } from './flags.ts';
+import { writeJunit } from './junit.ts';
+import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, joinExtras, planByo } from './vm-extra-tests.ts';
+import { SELFTESTS_TIMEOUT_S, checkSelftestsOption, choosePrograms } from './vm-selftests.ts';
 import { EXIT_FAIL, EXIT_PASS, type ExpectedModule, TEST_BEGIN, TEST_END, formatVerdict, judge, judgeModules, parseModuleReports, testCommand } from './vm-report.ts';
 
 const DEFAULT_TIMEOUT_S = 300;
@@ -87,8 +93,10 @@ Every run prints which file each loaded vfio module came from (in-tree or out-of
 vermagic), and fails when a module you gave or built is not the one the guest runs.
 
 What to run:
-  --tests LIST         test programs to run, comma-separated, in that order. Default: all, i.e.
-                       every program guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
+  --tests LIST         test programs to run, comma-separated, in that order; \`all\`: every program
+                       guest-tests/ builds (now: ${guestTestNames().join(', ') || 'none found'}).
+                       Default: all, or none when --run or --selftests is given.
+
   --shell              no tests: an interactive shell in the guest on this terminal, with the
                        tests in /tests (on PATH) and the device bound to vfio-pci. Leave with
                        \`poweroff -f\`, or Ctrl-A X (QEMU's escape) to kill the VM. No timeout.
@@ -106,6 +114,34 @@ What to run:
   --socket-path PATH   where the device listens (default: a new temporary directory; with
                        --print-cmdline: ${defaultSocketPath()}, where \`npm start\` listens).
 
+Your own tests (think \`vng --run\`):
+  --add PATH           put a file or a directory (with its tree) into the guest under ${BYO_DIR}/
+                       (${BYO_DIR}/NAME). Repeatable. Programs must be static x86-64 binaries (the
+                       guest has busybox, no C library) or busybox sh scripts.
+  --run CMD            run the shell command CMD in the guest, in ${BYO_DIR} with ${BYO_DIR} and every
+                       added directory on PATH, after edu-plus was bound to vfio-pci; its address
+                       is in $EDU_PLUS_BDF (e.g. 0000:00:03.0). Repeatable; each --run is one
+                       program in the summary, named after CMD's first word. Judged by its KTAP
+                       when it prints KTAP (the kselftest harness's TAP 13 included), else by its
+                       exit status: 0 pass, 4 skip (kselftest's KSFT_SKIP), anything else fail.
+                       e.g. --add ./my_test --run './my_test $EDU_PLUS_BDF'
+  --selftests [TREE]   also build the kernel's VFIO selftests (TREE/tools/testing/selftests/vfio;
+                       without TREE: Debian's linux-source of the provisioned kernel, cached)
+                       statically, with edu-plus's driver for vfio_pci_driver_test compiled into
+                       their library, and run each against edu-plus (all of them, or those named
+                       in --tests). Without /dev/iommu in the guest (a kernel without
+                       CONFIG_IOMMUFD, such as Debian's 7.3) the iommufd variants are excluded
+                       with the harness's -V filter and reported as skips with that reason, and
+                       the library's default IOMMU mode becomes vfio_type1v2_iommu. Huge pages
+                       are reserved at boot for the hugetlb variants; the guest gets
+                       ${SELFTESTS_MEMORY_MIB} MiB and a ${SELFTESTS_TIMEOUT_S} s timeout unless --memory/--timeout say otherwise.
+                       Our own programs run too only with --tests. A selftest named in --tests
+                       may carry the harness's options after a colon, e.g.
+                       --tests 'vfio_pci_driver_test:-V vfio_type1_iommu -t send_msi' (the
+                       harness stops at the first filter that matches; the iommufd exclusions
+                       come before yours).
+                       edu-plus gets a 64-bit dma_mask (the library's IOVAs ignore edu's 28 bits).
+
 Output:
   --trace              stream the device's trace (accesses, interrupts, DMA, resets) to stderr.
   --verbose            every guest console line (not only the tests'), QEMU's command line and
@@ -114,6 +150,8 @@ Output:
                        (shell-quoted, with the provisioned QEMU's loader) and exit 0 without
                        booting. To run it yourself, start the device first:
                        npm start -- --socket-path PATH (the path in the command line).
+  --junit FILE         also write the verdict as JUnit XML to FILE (one testsuite per program,
+                       one testcase per case, <failure>/<skipped> with the reason) for CI.
   -h, --help           show this help.
 
 Progress goes to stderr; the tests' KTAP and the summary (passed / failed / skipped per test
@@ -139,6 +177,10 @@ const FLAGS = {
   headers: 'string',
   'vfio-src': 'string',
   tests: 'string',
+  add: 'list',
+  run: 'list',
+  junit: 'string',
+  selftests: 'optional',
   shell: 'boolean',
   iommu: 'string',
   trace: 'boolean',
@@ -162,7 +204,14 @@ export interface VmOptions {
   headers?: string;
   /** A kernel tree whose drivers/vfio/pci the out-of-tree loop builds. */
   vfioSrc?: string;
+  /** Our programs to run; undefined: the default (all, or none with --run). */
   tests?: string[];
+  /** --add paths and --run commands (a developer's own tests). */
+  add: string[];
+  run: string[];
+  junit?: string;
+  /** --selftests: a kernel tree, '' for Debian's source, undefined when not asked. */
+  selftests?: string;
   shell: boolean;
   iommu: 'intel' | 'virtio';
   trace: boolean;
@@ -185,12 +234,12 @@ export function parseVmFlags(argv: string[]): VmOptions {
   const iommu = f.iommu ?? 'intel';
   if (iommu !== 'intel' && iommu !== 'virtio') throw new UsageError(`--iommu must be intel or virtio (got "${iommu}")`);
   if (f['shared-memory'] && f['no-shared-memory']) throw new UsageError('--shared-memory and --no-shared-memory contradict each other; give one');
-  const timeoutSeconds = f.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(f.timeout);
+  const timeoutSeconds = f.timeout === undefined ? (f.selftests !== undefined ? SELFTESTS_TIMEOUT_S : DEFAULT_TIMEOUT_S) : Number(f.timeout);
   if (!/^\d+$/.test(f.timeout ?? '1') || timeoutSeconds < 1 || timeoutSeconds > 86_400) {
     throw new UsageError(`--timeout takes whole seconds from 1 to 86400 (got "${f.timeout}")`);
   }
   if (f.shell && f.timeout !== undefined) throw new UsageError('--shell has no timeout (you leave with poweroff -f or Ctrl-A X); drop --timeout');
-  const memoryMiB = f.memory === undefined ? DEFAULT_MEMORY_MIB : Number(f.memory);
+  const memoryMiB = f.memory === undefined ? (f.selftests !== undefined ? SELFTESTS_MEMORY_MIB : DEFAULT_MEMORY_MIB) : Number(f.memory);
   if (!/^\d+$/.test(f.memory ?? '1') || memoryMiB < 128 || memoryMiB > 65_536) {
     throw new UsageError(`--memory takes MiB, a whole number from 128 to 65536 (got "${f.memory}")`);
   }
@@ -205,6 +254,10 @@ export function parseVmFlags(argv: string[]): VmOptions {
   if (f.tests !== undefined) {
     tests = [...new Set(f.tests.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
     if (tests.length === 0) throw new UsageError('--tests needs at least one test name, e.g. --tests edu_plus_basic,edu_functions');
+  }
+  if (f.shell && f.run !== undefined) throw new UsageError('--run runs a command and judges it; --shell gives you the prompt instead: give one (--add works with both)');
+  if (f.junit !== undefined && !existsSync(dirname(resolve(f.junit)))) {
+    throw new UsageError(`--junit ${f.junit}: the directory ${dirname(resolve(f.junit))} does not exist; create it or pick another path`);
   }
   if (f.modules !== undefined && f.kernel === undefined) {
     throw new UsageError('--modules belongs to --kernel: give the kernel image those modules were built with (--kernel arch/x86/boot/bzImage)');
@@ -225,6 +278,10 @@ export function parseVmFlags(argv: string[]): VmOptions {
     initrd: f.initrd,
     headers: f.headers,
     tests,
+    add: f.add ?? [],
+    run: f.run ?? [],
+    junit: f.junit,
+    selftests: f.selftests,
     shell: f.shell === true,
     iommu,
     trace: f.trace === true,
@@ -259,7 +316,10 @@ const NOTABLE = /edu-plus init:|Kernel panic|BUG:|Oops|general protection fault|
 interface Prepared {
   qemu: QemuInstall;
   kernel: GuestKernel;
+  /** Every program /init runs, in order: ours, then the developer's (--run). */
   tests: string[];
+  /** The developer's programs: judged by exit status when they print no KTAP. */
+  exitStatusJudged: string[];
   initrd: string;
   /** The VFIO modules the initramfs carries, to check against what the guest loaded. */
   packed: ExpectedModule[];
@@ -270,7 +330,10 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   // Cheap checks on the user's files first, so a typo fails in milliseconds (exit 2).
   let custom: Awaited<ReturnType<typeof customKernel>> | undefined;
   let includeDir: string | undefined;
+  let byo: ReturnType<typeof planByo>;
   try {
+    byo = planByo(opts.add, opts.run, guestTestNames());
+    if (opts.selftests !== undefined) checkSelftestsOption(opts.selftests);
     if (opts.kernel !== undefined) {
       custom = await customKernel({ image: opts.kernel, modules: opts.modules === 'none' ? undefined : opts.modules });
     }
@@ -278,7 +341,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     if (opts.initrd !== undefined) await concatInitramfs(opts.initrd, Buffer.alloc(0));
     if (opts.vfioSrc !== undefined) await checkVfioTree(opts.vfioSrc, (await provisionKernel()).version);
   } catch (err) {
-    if (err instanceof KernelInputError) throw new UsageError(err.message);
+    if (err instanceof KernelInputError || err instanceof ExtraTestInputError) throw new UsageError(err.message);
     throw err;
   }
   if (custom !== undefined) {
@@ -306,18 +369,20 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   const built = await builtPromise;
 
   const available = built.binaries.map((b) => b.name);
-  const tests = opts.tests ?? available;
-  const unknown = tests.filter((t) => !available.includes(t));
-  if (unknown.length > 0) throw new UsageError(`--tests: no guest test ${unknown.map((t) => `"${t}"`).join(', ')}; available: ${available.join(', ')}`);
-  if (tests.length === 0) throw new Error('guest-tests/ built no test programs');
-  step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
+  if (available.length === 0) throw new Error('guest-tests/ built no test programs');
+  const { tests, selftests } = await choosePrograms({ tests: opts.tests, selftests: opts.selftests, includeDir, ours: available, byo }, step);
+  const extra = selftests === undefined ? byo : joinExtras(byo, selftests);
+  if (tests.length > 0) step.info(`guest tests: ${opts.shell ? `${tests.join(', ')} (in /tests for the shell)` : tests.join(', ')}`);
+  if (byo.files.length > 0) step.info(`added to ${BYO_DIR}: ${byo.files.length} file${byo.files.length === 1 ? '' : 's'}`);
+  if (selftests !== undefined) step.info(`selftests: ${selftests.names.join(', ')}`);
 
   const withModules = custom === undefined || custom.hasModules;
   const modules = guestModules(opts.iommu);
   const loadModules = custom !== undefined && !custom.hasModules && opts.initrd === undefined ? [] : modules;
-  const commands = opts.shell ? shellCommands(tests) : [KERNEL_REPORT, ...tests.map(testCommand)];
+  const bind = extra.commands.length > 0 ? [BIND_DEVICE] : [];
+  const commands = opts.shell ? shellCommands(tests, extra.setup) : [KERNEL_REPORT, ...tests.map(testCommand), ...bind, ...extra.setup, ...extra.commands];
   const key = createHash('sha256')
-    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, vfioSrc?.build.buildDir]))
+    .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, extra, vfioSrc?.build.buildDir]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir(), 'images', 'vm');
@@ -326,7 +391,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     kernel,
     modules: withModules ? modules : [],
     moduleOverrides: vfioSrc?.build.modules,
-    files: tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })),
+    files: [...tests.map((name) => ({ src: built.binaries.find((b) => b.name === name)!.path, dest: `/tests/${name}` })), ...extra.files],
     init: defaultInit({ modules: loadModules, commands }),
     output: ours,
   });
@@ -339,21 +404,22 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     await rename(`${initrd}.tmp-${process.pid}`, initrd);
     step.info(`initramfs: ${opts.initrd} followed by ours: ${initrd}`);
   }
-  return { qemu, kernel, tests, initrd, packed: summary.packed };
+  return { qemu, kernel, tests: [...tests, ...extra.names], exitStatusJudged: extra.names, initrd, packed: summary.packed };
 }
 
 const hex4 = (id: number) => id.toString(16).padStart(4, '0');
 
-/** /init's commands for --shell: bind the device, put the tests on PATH, hand over a shell. */
-function shellCommands(tests: string[]): string[] {
+/** /init's commands for --shell: bind the device, put the tests (ours, yours, the selftests) on PATH, hand over a shell. */
+function shellCommands(tests: string[], setup: string[]): string[] {
   return [
     KERNEL_REPORT,
-    'export PATH=$PATH:/tests HOME=/root PS1="edu-plus-guest:\\w# "',
-    // new_id binds every device of these ids (edu-plus, gpu) that no driver holds yet.
-    `echo "${hex4(EDU_VENDOR_ID)} ${hex4(EDU_DEVICE_ID)}" > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null`,
+    `export PATH=$PATH:/tests:${BYO_DIR}:${SELFTESTS_GUEST_DIR} HOME=/root PS1="edu-plus-guest:\\w# "`,
+    BIND_DEVICE,
+    // With --devices …,gpu: new_id binds the gpu too (nothing happens when it is not attached).
     `echo "${hex4(GPU_VENDOR_ID)} ${hex4(GPU_DEVICE_ID)}" > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null`,
-    `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}"`,
-    'echo "edu-plus vm: bound to vfio-pci: $(ls /sys/bus/pci/drivers/vfio-pci | grep : | tr \'\\n\' \' \')"',
+    ...setup,
+    `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}; yours (--add) in ${BYO_DIR}"`,
+    'echo "edu-plus vm: edu-plus is $EDU_PLUS_BDF; bound to vfio-pci: $(ls /sys/bus/pci/drivers/vfio-pci | grep : | tr \'\\n\' \' \')"',
     'echo "edu-plus vm: leave with: poweroff -f   (or Ctrl-A X to kill the VM)"',
     'cd /root && setsid cttyhack sh',
   ];
@@ -391,6 +457,7 @@ export async function vm(argv: string[]): Promise<number> {
     memoryMiB: opts.memoryMiB,
     sharedMemory: opts.sharedMemory,
     iommu: opts.iommu,
+    append: opts.selftests !== undefined ? hugePageArgs(opts.memoryMiB) : undefined,
   });
   if (opts.shell) {
     // mon:stdio multiplexes QEMU's monitor onto the terminal: Ctrl-A X quits, Ctrl-A C the monitor.
@@ -427,9 +494,17 @@ export async function vm(argv: string[]): Promise<number> {
   };
   try {
     opts.devices.forEach((name, i) => {
-      const options = new Map<string, string | true>(name === 'edu-plus' ? [['reset', opts.reset]] : []);
+      const options = new Map<string, string | true>();
+      if (name === 'edu-plus') options.set('reset', opts.reset);
+      if (name === 'edu-plus' && opts.selftests !== undefined) options.set('dma-mask', `0x${SELFTESTS_DMA_MASK.toString(16)}`);
       const { factory } = DEVICE_KINDS[name]!.build(options, (key) => `--${key}`);
-      servers.push(VfioUserServer.listen({ socketPath: socketPaths[i]!, device: factory, log: opts.devices.length > 1 ? log.child(name) : log }));
+      servers.push(VfioUserServer.listen({
+        socketPath: socketPaths[i]!,
+        device: factory,
+        // Room for all of guest RAM mapped page by page (a vIOMMU sends one DMA_MAP per page).
+        limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps: maxDmaMapsForRam(BigInt(opts.memoryMiB) << 20n) },
+        log: opts.devices.length > 1 ? log.child(name) : log,
+      }));
     });
   } catch (err) {
     await closeServers();
@@ -448,7 +523,7 @@ export async function vm(argv: string[]): Promise<number> {
   }
   try {
     if (opts.shell) return await runShell(qemu, args, tests, step);
-    return await runTests(opts, qemu, args, tests, step, serverLog, prepared.packed);
+    return await runTests(opts, prepared, args, step, serverLog);
   } finally {
     for (const stop of unsubscribe) stop();
     await closeServers();
@@ -457,12 +532,10 @@ export async function vm(argv: string[]): Promise<number> {
 
 async function runTests(
   opts: VmOptions,
-  qemu: QemuInstall,
+  { qemu, tests, exitStatusJudged, packed }: Prepared,
   args: string[],
-  tests: string[],
   step: ReturnType<typeof progress>,
   serverLog: string[],
-  packed: ExpectedModule[],
 ): Promise<number> {
   step.info(`booting (${kvmUsable() ? 'KVM' : 'TCG'}, ${opts.memoryMiB} MiB, ${opts.iommu}-iommu, ` +
     `${opts.sharedMemory ? 'shared' : 'private'} guest RAM; timeout ${opts.timeoutSeconds} s)`);
@@ -489,7 +562,8 @@ async function runTests(
         } else if (end) {
           const status = /(\d+)\s*$/.exec(line)?.[1];
           if (status !== undefined && status !== '0') console.log(`# (exit status ${status})`);
-        } else if (inTest || NOTABLE.test(line)) {
+        } else if ((inTest && !line.startsWith(DECLARED_SKIP)) || NOTABLE.test(line)) {
+          // Declared skips (one line per case) are summed up in the summary instead.
           console.log(line);
         }
         if (begin) inTest = true;
@@ -513,6 +587,7 @@ async function runTests(
     timeoutSeconds: opts.timeoutSeconds,
     initSeen: run.initMs !== undefined,
     doneSeen: run.doneMs !== undefined,
+    exitStatusJudged,
   });
   const provenance = judgeModules(parseModuleReports(run.lines), packed, { developerModules: opts.modules !== undefined || opts.vfioSrc !== undefined, vfioSrc: opts.vfioSrc });
   verdict.problems.push(...provenance.problems);
@@ -539,6 +614,10 @@ async function runTests(
   step.done(`QEMU exited (${run.signal ?? `status ${run.exitCode}`}) after ${(run.durationMs / 1000).toFixed(1)} s; ` +
     `/init at ${run.initMs === undefined ? '-' : `${(run.initMs / 1000).toFixed(1)} s`}`);
   for (const line of [...provenance.lines, ...formatVerdict(verdict)]) console.log(line);
+  if (opts.junit !== undefined) {
+    await writeJunit(opts.junit, verdict);
+    step.info(`JUnit XML written to ${opts.junit}`);
+  }
   return verdict.exitCode;
 }
 

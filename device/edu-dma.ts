@@ -9,6 +9,7 @@
  * timer): DMA_READ/WRITE messages to QEMU must never wait inside the reply to a trapped access.
  */
 import { DmaFault, type DeviceHost } from '../protocol/served-device.ts';
+import { DmaError, type DmaErrorCode } from './edu-registers.ts';
 
 export const DMA_BUFFER_ADDRESS = 0x40000n;
 export const DMA_BUFFER_SIZE = 4096;
@@ -44,23 +45,23 @@ export class EduDmaEngine {
     return this.running;
   }
 
-  /** Starts `req`; `done(transferred)` runs when it completes or is refused (not after reset). */
-  start(req: DmaRequest, done: (transferred: boolean) => void): void {
+  /** Starts `req`; `done(error)` runs when it completes (NONE) or is refused (not after reset). */
+  start(req: DmaRequest, done: (error: DmaErrorCode) => void): void {
     const generation = this.generation;
     this.running = true;
     const run = () => {
       this.transfer(req).then(
-        (ok) => {
+        (error) => {
           if (generation !== this.generation) return;
           this.running = false;
-          done(ok);
+          done(error);
         },
         (err: unknown) => {
           // transfer() reports its own failures; anything else is a bug worth a loud log.
           this.host.log.error(`DMA engine failed unexpectedly: ${(err as Error).stack ?? String(err)}`);
           if (generation !== this.generation) return;
           this.running = false;
-          done(false);
+          done(DmaError.INTERNAL);
         },
       );
     };
@@ -75,24 +76,24 @@ export class EduDmaEngine {
     this.buffer.fill(0);
   }
 
-  /** Checks and performs one transfer; true if data moved. */
-  private async transfer(req: DmaRequest): Promise<boolean> {
+  /** Checks and performs one transfer; NONE if it happened, else why it was refused. */
+  private async transfer(req: DmaRequest): Promise<DmaErrorCode> {
     const deviceAddress = req.toRam ? req.src : req.dst;
     const guestAddress = req.toRam ? req.dst : req.src;
     const direction = req.toRam ? 'from-device' : 'to-device';
-    const refuse = (why: string) => {
+    const refuse = (code: DmaErrorCode, why: string) => {
       this.host.log.warn(`guest error: DMA ${direction} guest ${hex(guestAddress)} device ${hex(deviceAddress)} count ${req.count} refused: ${why}`);
       this.host.trace.emit({ type: 'dma', direction, guestAddress, deviceAddress, length: Number(req.count & 0xffff_ffffn), ok: false, error: why });
-      return false;
+      return code;
     };
-    if (!this.busMaster()) return refuse('bus mastering is disabled in the PCI command register');
-    if (req.count === 0n) return true;
+    if (!this.busMaster()) return refuse(DmaError.BUS_MASTER_OFF, 'bus mastering is disabled in the PCI command register');
+    if (req.count === 0n) return DmaError.NONE;
     const end = deviceAddress + req.count;
     if (deviceAddress < DMA_BUFFER_ADDRESS || end > DMA_BUFFER_ADDRESS + BigInt(DMA_BUFFER_SIZE)) {
-      return refuse(`device range [${hex(deviceAddress)}, ${hex(end)}) is outside the buffer [0x40000, 0x41000)`);
+      return refuse(DmaError.DEVICE_RANGE, `device range [${hex(deviceAddress)}, ${hex(end)}) is outside the buffer [0x40000, 0x41000)`);
     }
     if ((guestAddress & this.dmaMask) !== guestAddress || ((guestAddress + req.count - 1n) & this.dmaMask) !== guestAddress + req.count - 1n) {
-      return refuse(`guest range [${hex(guestAddress)}, ${hex(guestAddress + req.count)}) exceeds dma_mask ${hex(this.dmaMask)}`);
+      return refuse(DmaError.DMA_MASK, `guest range [${hex(guestAddress)}, ${hex(guestAddress + req.count)}) exceeds dma_mask ${hex(this.dmaMask)}`);
     }
     const at = Number(deviceAddress - DMA_BUFFER_ADDRESS);
     const length = Number(req.count);
@@ -102,10 +103,10 @@ export class EduDmaEngine {
       if (req.toRam) await dma.write(guestAddress, this.buffer.subarray(at, at + length));
       else await dma.readInto(guestAddress, this.buffer.subarray(at, at + length));
     } catch (err) {
-      if (err instanceof DmaFault) return refuse(err.reason);
+      if (err instanceof DmaFault) return refuse(DmaError.NOT_MAPPED, err.reason);
       throw err;
     }
     this.host.trace.emit({ type: 'dma', direction, guestAddress, deviceAddress, length, ok: true, path });
-    return true;
+    return DmaError.NONE;
   }
 }

@@ -126,11 +126,11 @@ export class EduPlus extends PciFunction {
 
   private startDma(): void {
     const r = this.registers;
-    this.dmaEngine.start({ src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n }, (transferred) => {
+    this.dmaEngine.start({ src: r.dmaSrc, dst: r.dmaDst, count: r.dmaCount, toRam: (r.dmaCmd & DmaCmd.TO_RAM) !== 0n }, (error) => {
       // Completion runs from a promise: whatever goes wrong raising the interrupt must be
       // logged here, or it becomes an unhandled rejection that ends the process.
       try {
-        r.completeDma(transferred);
+        r.completeDma(error);
       } catch (err) {
         this.host.log.error(`DMA completion (status and interrupt) failed: ${(err as Error).message}`);
       }
@@ -185,6 +185,7 @@ export class EduPlus extends PciFunction {
       dmaDst: r.dmaDst,
       dmaCount: r.dmaCount,
       dmaCmd: r.dmaCmd,
+      dmaError: r.dmaError,
       dmaBusy: this.dmaEngine.busy,
       msiEnabled: this.msiEnabled,
       intxLevel: this.intxAsserted,

@@ -20,6 +20,12 @@ export const Reg = {
   DMA_DST: 0x88,
   DMA_COUNT: 0x90,
   DMA_CMD: 0x98,
+  /**
+   * edu-plus only (edu leaves 0xa8 unused: it reads all-ones there): why the last transfer was
+   * refused, a DmaError code; 0 while none was. Read-only; starting a transfer clears it. edu
+   * itself has no way to tell a driver that a DMA did not happen.
+   */
+  DMA_ERROR: 0xa8,
 } as const;
 
 /** 0x010000ed: version 1.0 in the top bytes, 0xed in the low byte. */
@@ -36,6 +42,22 @@ export const DmaCmd = {
   TO_RAM: 0x2n,
   IRQ: 0x4n,
 } as const;
+
+/** The codes DMA_ERROR reads (edu-plus only): why the last transfer moved nothing. */
+export const DmaError = {
+  NONE: 0,
+  /** Bus Master Enable is off in the PCI command register. */
+  BUS_MASTER_OFF: 1,
+  /** The device range leaves the 4 KiB buffer at 0x40000. */
+  DEVICE_RANGE: 2,
+  /** The guest range exceeds dma_mask. */
+  DMA_MASK: 3,
+  /** The guest range is not (or not fully, or not with that permission) in the client's DMA maps. */
+  NOT_MAPPED: 4,
+  /** The transfer failed in the server itself (a bug: the log says more). */
+  INTERNAL: 5,
+} as const;
+export type DmaErrorCode = (typeof DmaError)[keyof typeof DmaError];
 
 export const FACTORIAL_IRQ = 0x00000001;
 export const DMA_IRQ = 0x00000100;
@@ -63,6 +85,8 @@ export class EduRegisters {
   dmaDst = 0n;
   dmaCount = 0n;
   dmaCmd = 0n;
+  /** DMA_ERROR: a DmaError code for the last transfer. */
+  dmaError: DmaErrorCode = DmaError.NONE;
 
   constructor(private readonly host: EduRegisterHost) {}
 
@@ -72,6 +96,7 @@ export class EduRegisters {
     this.status = 0;
     this.irqStatus = 0;
     this.dmaSrc = this.dmaDst = this.dmaCount = this.dmaCmd = 0n;
+    this.dmaError = DmaError.NONE;
     this.host.lowerInterrupt();
   }
 
@@ -117,6 +142,8 @@ export class EduRegisters {
         return this.dmaCount & ones;
       case Reg.DMA_CMD:
         return this.dmaCmd & ones;
+      case Reg.DMA_ERROR:
+        return BigInt(this.dmaError);
       default:
         this.host.log.debug(`guest read of unhandled BAR0 offset 0x${offset.toString(16)}`);
         return ones;
@@ -197,14 +224,19 @@ export class EduRegisters {
     else if (offset === Reg.DMA_COUNT) this.dmaCount = value;
     else if (value & DmaCmd.RUN) {
       this.dmaCmd = value;
+      this.dmaError = DmaError.NONE;
       this.host.startDma();
     }
   }
 
-  /** The transfer finished (or was refused): clear RUN, and raise 0x100 if asked and it ran. */
-  completeDma(transferred: boolean): void {
+  /**
+   * The transfer finished (`error` NONE) or was refused: clear RUN, record why in DMA_ERROR,
+   * and raise 0x100 if asked and it ran (edu raises nothing for a DMA that did not happen).
+   */
+  completeDma(error: DmaErrorCode): void {
     const wantIrq = (this.dmaCmd & DmaCmd.IRQ) !== 0n;
     this.dmaCmd &= ~DmaCmd.RUN;
-    if (transferred && wantIrq) this.raise(DMA_IRQ);
+    this.dmaError = error;
+    if (error === DmaError.NONE && wantIrq) this.raise(DMA_IRQ);
   }
 }

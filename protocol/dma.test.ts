@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { openSync, readFileSync, readlinkSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { DmaMapTable } from './dma.ts';
+import { DEFAULT_MAX_DMA_MAPS, DmaMapTable, maxDmaMapsForRam } from './dma.ts';
 import { Errno, VfioUserError } from './errors.ts';
 import { GUEST_RAM_SEALS, close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts';
+import { ADVERTISED_MAX_DMA_MAPS_CAP, DEFAULT_SERVER_LIMITS, negotiate } from './version.ts';
 
 const PAGE = 0x1000n;
 const map = (address: bigint, size: bigint, offset = 0n, flags = 3) => ({ argsz: 32, flags, offset, address, size });
@@ -23,6 +24,31 @@ function openFdsOf(name: string): number {
     }
   }).length;
 }
+
+describe('the DMA map limit', () => {
+  it('by default holds a 1 GiB + 2 MiB pin made of one-page maps (what the kernel\'s VFIO selftests send through a vIOMMU)', () => {
+    const table = new DmaMapTable(DEFAULT_MAX_DMA_MAPS);
+    const pages = ((1n << 30n) + (2n << 20n)) / PAGE;
+    for (let i = 0n; i < pages; i++) table.add(map(i * PAGE, PAGE), undefined);
+    assert.equal(table.count, 262_656);
+    assert.equal(table.remove(unmap(0n, pages * PAGE)), 262_656);
+  });
+
+  it('is sized by guest RAM for vm (never below 65,535) and refuses one map beyond it with ENOSPC', () => {
+    assert.equal(maxDmaMapsForRam(4n << 30n), 1 << 20);
+    assert.equal(maxDmaMapsForRam(128n << 20n), 65_535);
+    const table = new DmaMapTable(3);
+    for (let i = 0n; i < 3n; i++) table.add(map(i * PAGE, PAGE), undefined);
+    assert.throws(() => table.add(map(3n * PAGE, PAGE), undefined), errno(Errno.ENOSPC));
+  });
+
+  it('advertises at most 65,535 in VERSION (QEMU refuses more), whatever the table holds', () => {
+    const json = (maxDmaMaps: number) =>
+      JSON.parse(negotiate({ major: 0, minor: 0, json: '{}' }, { ...DEFAULT_SERVER_LIMITS, maxDmaMaps }).reply.json ?? '') as { capabilities: { max_dma_maps: number } };
+    assert.equal(json(DEFAULT_MAX_DMA_MAPS).capabilities.max_dma_maps, ADVERTISED_MAX_DMA_MAPS_CAP);
+    assert.equal(json(100).capabilities.max_dma_maps, 100);
+  });
+});
 
 describe('DmaMapTable', () => {
   it('maps many page-sized DMA_MAPs of one memfd with a single mmap, and unmaps it with the last', () => {

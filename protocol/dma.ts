@@ -14,6 +14,21 @@ import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';
 const U64_MAX = (1n << 64n) - 1n;
 
 /**
+ * How many mappings the table holds by default: a guest of 4 GiB mapped page by page, as a
+ * vIOMMU makes QEMU send it (the kernel's VFIO selftests pin 1 GiB + 2 MiB in one test, about
+ * 262,000 maps). A mapping costs the server roughly 200 bytes of JavaScript state (the region
+ * object with its two bigints and its slot in the sorted array): 1 Mi maps are ~200 MiB, so a
+ * hostile client cannot make the server grow without bound, yet a guest can map all its RAM.
+ */
+export const DEFAULT_MAX_DMA_MAPS = 1 << 20;
+
+/** The limit that lets a guest of `ramBytes` map all of its RAM in 4 KiB pages (at least 65,535). */
+export function maxDmaMapsForRam(ramBytes: bigint): number {
+  const pages = Number(ramBytes / 4096n);
+  return Math.max(65_535, pages);
+}
+
+/**
  * One backing file, shared by all mappings into it. It is mmapped only when sealed against
  * shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd seals guest RAM by default): the
  * client could otherwise truncate it and our next copy through the mapping would die of

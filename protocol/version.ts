@@ -5,6 +5,7 @@
  * max_dma_maps ≤ 65535, pgsizes a multiple of 4096) bound what it may send us.
  */
 import type { VersionBody } from './codec.ts';
+import { DEFAULT_MAX_DMA_MAPS } from './dma.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
 import { DEFAULT_MAX_DATA_XFER, DEFAULT_MAX_MSG_FDS, PAGE_SIZE, PROTOCOL_MAJOR, PROTOCOL_MINOR } from './wire.ts';
 
@@ -13,13 +14,22 @@ export interface ServerLimits {
   readonly maxMsgFds: number;
   /** Most data bytes in one REGION_READ/WRITE we accept. */
   readonly maxDataXferSize: number;
+  /** Most DMA mappings we hold at once (a DMA_MAP beyond it fails with ENOSPC). */
   readonly maxDmaMaps: number;
 }
+
+/**
+ * The max_dma_maps we advertise is at most this: QEMU's client (hw/vfio-user/proxy.c,
+ * check_max_dma) refuses a VERSION reply above its own default of 65535 and so would never
+ * attach. It does not count its DMA_MAPs against the number either, so the table's real limit
+ * (maxDmaMaps) can be higher and a vIOMMU guest can map more pages than it was told.
+ */
+export const ADVERTISED_MAX_DMA_MAPS_CAP = 65535;
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxMsgFds: 16,
   maxDataXferSize: 1 << 20,
-  maxDmaMaps: 65535,
+  maxDmaMaps: DEFAULT_MAX_DMA_MAPS,
 };
 
 /** What both sides agreed; the client's numbers bound our messages to it. */
@@ -82,7 +92,7 @@ export function negotiate(req: VersionBody, server: ServerLimits = DEFAULT_SERVE
       max_msg_fds: server.maxMsgFds,
       max_data_xfer_size: server.maxDataXferSize,
       pgsizes: PAGE_SIZE,
-      max_dma_maps: server.maxDmaMaps,
+      max_dma_maps: Math.min(server.maxDmaMaps, ADVERTISED_MAX_DMA_MAPS_CAP),
       // QEMU never coalesces writes to a device with mmappable regions, but others may.
       write_multiple: true,
     },

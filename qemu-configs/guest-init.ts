@@ -7,6 +7,14 @@ export const GUEST_INIT_SENTINEL = 'EDU_PLUS_INIT_STARTED';
 /** Printed by /init after the last command, just before powering off. */
 export const GUEST_DONE_SENTINEL = 'EDU_PLUS_GUEST_DONE';
 
+/**
+ * A line a runner prints inside a program's segment for a case it chose not to run:
+ * `EDU_PLUS_VM_SKIP <case> <reason>` (e.g. the selftests' iommufd variants on a kernel without
+ * IOMMUFD, excluded with the harness's own -V filter). The verdict counts the case as skipped,
+ * with that reason.
+ */
+export const DECLARED_SKIP = 'EDU_PLUS_VM_SKIP';
+
 /** Prefix of the lines /init prints about each loaded VFIO module (see moduleReportCommands). */
 export const MODULE_REPORT = 'EDU_PLUS_MODULE';
 

@@ -17,15 +17,20 @@ export interface KtapResult {
 }
 
 export interface KtapReport {
+  /** The top-level version line: "KTAP version 1", or the kselftest harness's "TAP version 13". */
+  version?: string;
   /** N from the top-level `1..N` plan line. */
   plan?: number;
+  /** The reason of a top-level `1..0 # SKIP reason`: the whole program skipped (kselftest's ksft_exit_skip). */
+  skipAll?: string;
   results: KtapResult[];
 }
 
 /** A printk timestamp prefix; KUnit's results arrive through printk and carry one. */
 const PRINTK_TIME = /^\[\s*\d+\.\d+\] ?/;
 const RESULT = /^( *)(ok|not ok) (\d+)(?: (?:- )?([^#]*?))?\s*(?:#\s?(.*?))?\s*$/;
-const PLAN = /^( *)1\.\.(\d+)\b/;
+const PLAN = /^( *)1\.\.(\d+)\b(?:[^#]*#\s*(.*?))?\s*$/;
+const VERSION = /^(K?TAP version \d+)\s*$/;
 
 /**
  * Parses the KTAP lines in `lines`. Top-level (indent 0) `1..N` sets `plan`; results at every
@@ -35,9 +40,18 @@ export function parseKtap(lines: readonly string[]): KtapReport {
   const report: KtapReport = { results: [] };
   for (const raw of lines) {
     const line = raw.replace(/\r/g, '').replace(PRINTK_TIME, '').replace(/\t/g, '    ');
+    const version = VERSION.exec(line);
+    if (version !== null) {
+      report.version ??= version[1];
+      continue;
+    }
     const plan = PLAN.exec(line);
     if (plan !== null) {
-      if (plan[1]!.length === 0 && report.plan === undefined) report.plan = Number(plan[2]);
+      if (plan[1]!.length === 0 && report.plan === undefined) {
+        report.plan = Number(plan[2]);
+        const skip = /^skip\b\s*(.*)$/i.exec(plan[3] ?? '');
+        if (report.plan === 0 && skip !== null) report.skipAll = skip[1] || 'skipped';
+      }
       continue;
     }
     const m = RESULT.exec(line);
