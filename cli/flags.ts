@@ -48,3 +48,35 @@ export function parseFlags<K extends FlagKinds>(argv: string[], kinds: K): Parse
   }
   return out as Parsed<K>;
 }
+
+/** "64M", "1G", "16GiB", "4096" → bytes. */
+export function parseSize(text: string, flag: string): bigint {
+  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${flag} takes a size like 64M, 1G or 16G (got "${text}")`);
+  const shift = { '': 0n, k: 10n, m: 20n, g: 30n, t: 40n }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return BigInt(m[1]!) << shift;
+}
+
+/** Decimal or 0x-hex. */
+export function parseInteger(text: string, flag: string): bigint {
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text.trim())) throw new UsageError(`${flag} takes a number, decimal or 0x-hex (got "${text}")`);
+  return BigInt(text.trim());
+}
+
+/** --log-level's value, checked. */
+export function parseLogLevel(text: string | undefined): 'debug' | 'info' | 'warn' | 'error' {
+  const level = text ?? 'info';
+  if (level !== 'debug' && level !== 'info' && level !== 'warn' && level !== 'error') {
+    throw new UsageError(`--log-level must be debug, info, warn or error (got "${level}")`);
+  }
+  return level;
+}
+
+/** --spin-us's value, checked. */
+export function parseSpinMicros(text: string | undefined): number {
+  const spin = Number(text ?? '20');
+  if (!Number.isFinite(spin) || spin < 0 || spin > 10_000) {
+    throw new UsageError(`--spin-us must be a number of microseconds from 0 to 10000 (got "${text}")`);
+  }
+  return spin;
+}

@@ -14,7 +14,8 @@ Usage: edu-plus <command> [options]
        (npx edu-plus … from a clone after npm install; npm start = edu-plus serve)
 
 Commands:
-  serve     serve one edu-plus device on a Unix socket (what \`npm start\` runs)
+  serve     serve edu-plus on a Unix socket (what \`npm start\` runs); --device serves
+            other devices or several at once (gpu, your own module)
   inspect   connect to any vfio-user socket and print what the device offers
   trace     watch a running edu-plus server's events, or dump its registers (its trace socket)
   vm        boot a test VM with edu-plus attached, run the guest tests, exit with the verdict

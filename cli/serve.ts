@@ -1,19 +1,18 @@
 /**
  * `edu-plus serve`: one edu-plus device on a Unix socket until SIGINT/SIGTERM.
  */
-import { DEFAULT_DMA_MASK } from '../device/edu-dma.ts';
-import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, validateBar1Size, validateDmaMask } from '../device/edu-plus.ts';
 import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
-import { createLogger, type LogLevel } from '../protocol/log.ts';
+import { createLogger } from '../protocol/log.ts';
 import { closeOffload } from '../protocol/offload.ts';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
-import { ensurePrivateDir } from '../protocol/socket-file.ts';
 import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
-import { UsageError, parseFlags } from './flags.ts';
+import { DEVICE_KINDS, defaultSocketPath, ensureDefaultSocketDir } from './devices.ts';
+import { UsageError, parseFlags, parseLogLevel, parseSize, parseSpinMicros } from './flags.ts';
+import { SERVE_DEVICES_HELP, serveDevices, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
 
@@ -67,31 +66,11 @@ Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reac
   ${attachLine(defaultSocketPath())}
 
 The server runs until SIGINT or SIGTERM, then closes the client and removes its socket.
-QEMU does not reconnect: if the server stops, restart the VM too.`;
+QEMU does not reconnect: if the server stops, restart the VM too.
 
-/** "64M", "1G", "16GiB", "4096" → bytes. */
-export function parseSize(text: string, flag: string): bigint {
-  const m = /^(\d+)\s*([kmgt]?)(i?b)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${flag} takes a size like 64M, 1G or 16G (got "${text}")`);
-  const shift = { '': 0n, k: 10n, m: 20n, g: 30n, t: 40n }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return BigInt(m[1]!) << shift;
-}
+${SERVE_DEVICES_HELP}`;
 
-function parseInteger(text: string, flag: string): bigint {
-  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text.trim())) throw new UsageError(`${flag} takes a number, decimal or 0x-hex (got "${text}")`);
-  return BigInt(text.trim());
-}
-
-/** $XDG_RUNTIME_DIR (private to the user by design), else a private directory of ours in /tmp. */
-export function defaultSocketDir(): { dir: string; ours: boolean } {
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  if (runtime) return { dir: runtime, ours: false };
-  return { dir: `/tmp/edu-plus-${process.getuid?.() ?? 'user'}`, ours: true };
-}
-
-export function defaultSocketPath(): string {
-  return `${defaultSocketDir().dir}/edu-plus.sock`;
-}
+export { defaultSocketPath };
 
 /** A whole number flag within [min, max]. */
 function parseCount(text: string | undefined, flag: string, fallback: number, min: number, max: number, unit = ''): number {
@@ -122,7 +101,9 @@ function parseClientLimits(flags: Record<string, string | boolean | string[] | u
 }
 
 export async function serve(argv: string[]): Promise<number> {
-  const flags = parseFlags(argv, {
+  // --device may repeat, which parseFlags does not do: take those out first.
+  const devices = takeDeviceArguments(argv);
+  const flags = parseFlags(devices.rest, {
     'socket-path': 'string',
     'log-level': 'string',
     'spin-us': 'string',
@@ -146,58 +127,43 @@ export async function serve(argv: string[]): Promise<number> {
     console.log(SERVE_HELP);
     return 0;
   }
-  const level = (flags['log-level'] ?? 'info') as LogLevel;
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-    throw new UsageError(`--log-level must be debug, info, warn or error (got "${level}")`);
-  }
-  const spin = Number(flags['spin-us'] ?? '20');
-  if (!Number.isFinite(spin) || spin < 0 || spin > 10_000) {
-    throw new UsageError(`--spin-us must be a number of microseconds from 0 to 10000 (got "${flags['spin-us']}")`);
-  }
+  const level = parseLogLevel(flags['log-level']);
+  const spin = parseSpinMicros(flags['spin-us']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
-  const bar1Size = flags['bar1-size'] === undefined ? DEFAULT_BAR1_SIZE : parseSize(flags['bar1-size'], '--bar1-size');
-  try {
-    validateBar1Size(bar1Size);
-  } catch (err) {
-    throw new UsageError(`--bar1-size ${flags['bar1-size']}: ${(err as Error).message}`);
-  }
-  const dmaMask = flags['dma-mask'] === undefined ? DEFAULT_DMA_MASK : parseInteger(flags['dma-mask'], '--dma-mask');
-  try {
-    validateDmaMask(dmaMask);
-  } catch (err) {
-    throw new UsageError(`--dma-mask: ${(err as Error).message}`);
-  }
-  const dmaDelayMs = Number(flags['dma-delay-ms'] ?? '0');
-  if (!Number.isInteger(dmaDelayMs) || dmaDelayMs < 0 || dmaDelayMs > 60_000) {
-    throw new UsageError(`--dma-delay-ms must be a whole number of milliseconds from 0 to 60000 (got "${flags['dma-delay-ms']}")`);
-  }
-  const reset = (flags.reset ?? 'none') as EduResetMethod;
-  if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${flags.reset}")`);
   const clientLimits = parseClientLimits(flags);
   const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
   if (!Number.isInteger(maxDmaMaps) || maxDmaMaps < 1 || maxDmaMaps > 1 << 26) {
     throw new UsageError(`--max-dma-maps must be a whole number from 1 to ${1 << 26} (got "${flags['max-dma-maps']}")`);
   }
-  const socketPath = flags['socket-path'] ?? defaultSocketPath();
-  if (flags['socket-path'] === undefined && defaultSocketDir().ours) ensurePrivateDir(defaultSocketDir().dir);
-  const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
+  const limits = { ...DEFAULT_SERVER_LIMITS, maxDmaMaps };
   const log = createLogger({ level });
+  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
+  // device and its client (the log rate limit keeps a repeating one from flooding).
+  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
+  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, spinMicros: spin, clientLimits, limits });
+  // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
+  const eduOptions = new Map<string, string | true>();
+  for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
+  const edu = DEVICE_KINDS['edu-plus']!.build(eduOptions, (key) => `--${key}`);
+  const socketPath = flags['socket-path'] ?? defaultSocketPath();
+  if (flags['socket-path'] === undefined) ensureDefaultSocketDir();
+  const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   let server: VfioUserServer;
   try {
     server = VfioUserServer.listen({
       socketPath,
-      device: createEduPlus({ bar1Size, dmaMask, dmaDelayMs, hugePages: flags.hugepages === true, reset }),
+      device: edu.factory,
       log,
       spinMicros: spin,
       clientLimits,
-      limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps },
+      limits,
     });
   } catch (err) {
     // The device could not be built as asked (e.g. not enough huge pages): say so plainly.
     if (err instanceof Error && !('errno' in err)) throw new UsageError(err.message);
     throw err;
   }
-  log.info(`BAR1 ${bar1Size >> 20n} MiB${flags.hugepages ? ' on 2 MiB huge pages' : ''}, dma_mask 0x${dmaMask.toString(16)}, reset method ${reset}`);
+  log.info(edu.description);
   let traceServer: TraceServer | null = null;
   if (tracePath) {
     try {
@@ -208,18 +174,8 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
 
-  // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
-  // device and its client (the log rate limit keeps a repeating one from flooding).
-  process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
   // Signal handlers before the "serving" line: whoever starts us may stop us as soon as it reads it.
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received, shutting down`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  const stopped = untilStopSignal(log);
 
   console.log(`edu-plus is serving on ${socketPath}`);
   console.log('Attach it to QEMU >= 10.1 with:');

@@ -58,6 +58,7 @@ describe('vm flags', () => {
     assert.equal(o.memoryMiB, 1024);
     assert.equal(o.shell, false);
     assert.equal(o.reset, 'none');
+    assert.deepEqual(o.devices, ['edu-plus']);
   });
 
   it('parses every option', () => {
@@ -71,6 +72,7 @@ describe('vm flags', () => {
     assert.equal(o.memoryMiB, 512);
     assert.equal(o.kernel, 'bz');
     assert.equal(o.modules, 'm');
+    assert.deepEqual(parseVmFlags(['--devices', 'gpu, edu-plus']).devices, ['gpu', 'edu-plus']);
     const byo = parseVmFlags(['--add', 'a', '--run', './a 1', '--add=b', '--run', './a 2', '--junit', join(dir, 'r.xml')]);
     assert.deepEqual([byo.add, byo.run, byo.junit], [['a', 'b'], ['./a 1', './a 2'], join(dir, 'r.xml')]);
   });
@@ -88,6 +90,9 @@ describe('vm flags', () => {
       [['bzImage'], /takes no arguments/],
       [['--reset', 'bus'], /--reset must be none, flr, pm/],
       [['--kernal', 'x'], /unknown option --kernal; known options: --kernel/],
+      [['--devices', 'edu-plus,tpu'], /--devices: no device "tpu"; devices: edu-plus, gpu/],
+      [['--devices', 'gpu,gpu'], /names a device twice/],
+      [['--devices', 'edu-plus,gpu', '--socket-path', 's'], /--socket-path names one socket: with several --devices/],
       [['--shell', '--run', 'x'], /--shell gives you the prompt instead/],
       [['--junit', '/nonexistent-dir/r.xml'], /directory \/nonexistent-dir does not exist/],
       [['--run'], /--run needs a value/],
@@ -98,7 +103,7 @@ describe('vm flags', () => {
   it('--help states the exit codes', () => {
     const help = vmHelp();
     for (const needle of ['--kernel FILE', '--modules DIR', '--initrd FILE', '--headers DIR', '--shell', '--iommu KIND', '--trace',
-      '--print-cmdline', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', '--selftests [TREE]', 'CONFIG_IOMMUFD', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
+      '--print-cmdline', '--devices LIST', '--add PATH', '--run CMD', '--junit FILE', 'KSFT_SKIP', '--selftests [TREE]', 'CONFIG_IOMMUFD', 'poweroff -f', 'Ctrl-A X', '0  all pass', '1  any failure', '2  wrong usage', '4  everything skipped']) {
       assert.ok(help.includes(needle), `help mentions ${needle}`);
     }
   });

@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createEduPlus, type EduResetMethod, RESET_METHODS } from '../device/edu-plus.ts';
+import { type EduResetMethod, RESET_METHODS } from '../device/edu-plus.ts';
+import { GPU_DEVICE_ID, GPU_VENDOR_ID } from '../device/gpu.ts';
 import { GUEST_TESTS_DIR, buildGuestTests } from '../guest-tests/build.ts';
 import { createLogger } from '../protocol/log.ts';
 import { maxDmaMapsForRam } from '../protocol/dma.ts';
@@ -22,15 +23,15 @@ import { DECLARED_SKIP, defaultInit, guestModules } from '../qemu-configs/guest-
 import { buildInitramfs } from '../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../qemu-configs/provision-kernel.ts';
 import { type QemuInstall, provisionQemu } from '../qemu-configs/provision-qemu.ts';
-import { kvmUsable, qemuArgs, shellQuote } from '../qemu-configs/qemu-command.ts';
+import { kvmUsable, qemuArgs, shellQuote, vfioUserDevice } from '../qemu-configs/qemu-command.ts';
 import { ModuleResolutionError } from '../qemu-configs/module-index.ts';
 import { runVm } from '../qemu-configs/run-vm.ts';
 import { SELFTESTS_DMA_MASK, SELFTESTS_GUEST_DIR, SELFTESTS_MEMORY_MIB, hugePageArgs } from '../qemu-configs/selftests.ts';
 import { ModuleBuildError, checkVfioTree, prepareVfioSrc } from '../qemu-configs/vfio-src-build.ts';
 import { formatEvent } from '../trace/format.ts';
+import { DEVICE_KINDS, defaultSocketPath } from './devices.ts';
 import { UsageError, parseFlags } from './flags.ts';
 import { writeJunit } from './junit.ts';
-import { defaultSocketPath } from './serve.ts';
 import { BIND_DEVICE, BYO_DIR, ExtraTestInputError, joinExtras, planByo } from './vm-extra-tests.ts';
 import { SELFTESTS_TIMEOUT_S, checkSelftestsOption, choosePrograms } from './vm-selftests.ts';
 import { EXIT_FAIL, EXIT_PASS, type ExpectedModule, TEST_BEGIN, TEST_END, formatVerdict, judge, judgeModules, parseModuleReports, testCommand } from './vm-report.ts';
@@ -104,7 +105,10 @@ What to run:
   --memory MIB         guest RAM in MiB (default ${DEFAULT_MEMORY_MIB}).
   --shared-memory      guest RAM is a shared memfd, so DMA reaches the device directly (default).
   --no-shared-memory   plain guest RAM: DMA travels as DMA_READ/DMA_WRITE messages.
-  --reset METHOD       the reset the device offers the guest: none (default, as edu), flr or pm
+  --devices LIST       the devices to attach, comma-separated, each served by this process on
+                       its own socket: edu-plus (default), gpu (the GPU-like device, 4 GiB VRAM),
+                       e.g. --devices edu-plus,gpu. devices_present checks the guest sees them all.
+  --reset METHOD       the reset edu-plus offers the guest: none (default, as edu), flr or pm
                        (see npm start -- --help); edu_plus_reset then resets it through vfio-pci.
   --timeout SECONDS    stop the VM after this long; counts as a failure (default ${DEFAULT_TIMEOUT_S}).
   --socket-path PATH   where the device listens (default: a new temporary directory; with
@@ -188,6 +192,7 @@ const FLAGS = {
   'no-shared-memory': 'boolean',
   'socket-path': 'string',
   reset: 'string',
+  devices: 'string',
   help: 'boolean',
 } as const;
 
@@ -217,6 +222,8 @@ export interface VmOptions {
   sharedMemory: boolean;
   socketPath?: string;
   reset: EduResetMethod;
+  /** Shipped device names (cli/devices.ts), attached in this order. */
+  devices: string[];
   help: boolean;
 }
 
@@ -238,6 +245,11 @@ export function parseVmFlags(argv: string[]): VmOptions {
   }
   const reset = (f.reset ?? 'none') as EduResetMethod;
   if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${f.reset}")`);
+  const devices = (f.devices ?? 'edu-plus').split(',').map((d) => d.trim());
+  const unknownDevice = devices.find((d) => !(d in DEVICE_KINDS));
+  if (unknownDevice !== undefined) throw new UsageError(`--devices: no device "${unknownDevice}"; devices: ${Object.keys(DEVICE_KINDS).join(', ')}`);
+  if (new Set(devices).size !== devices.length) throw new UsageError(`--devices names a device twice (${devices.join(',')}): each is attached once`);
+  if (devices.length > 1 && f['socket-path'] !== undefined) throw new UsageError('--socket-path names one socket: with several --devices each gets its own in a temporary directory; drop --socket-path');
   let tests: string[] | undefined;
   if (f.tests !== undefined) {
     tests = [...new Set(f.tests.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
@@ -280,6 +292,7 @@ export function parseVmFlags(argv: string[]): VmOptions {
     sharedMemory: f['no-shared-memory'] !== true,
     socketPath: f['socket-path'],
     reset,
+    devices,
     help: f.help === true,
   };
 }
@@ -394,15 +407,19 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
   return { qemu, kernel, tests: [...tests, ...extra.names], exitStatusJudged: extra.names, initrd, packed: summary.packed };
 }
 
+const hex4 = (id: number) => id.toString(16).padStart(4, '0');
+
 /** /init's commands for --shell: bind the device, put the tests (ours, yours, the selftests) on PATH, hand over a shell. */
 function shellCommands(tests: string[], setup: string[]): string[] {
   return [
     KERNEL_REPORT,
     `export PATH=$PATH:/tests:${BYO_DIR}:${SELFTESTS_GUEST_DIR} HOME=/root PS1="edu-plus-guest:\\w# "`,
     BIND_DEVICE,
+    // With --devices …,gpu: new_id binds the gpu too (nothing happens when it is not attached).
+    `echo "${hex4(GPU_VENDOR_ID)} ${hex4(GPU_DEVICE_ID)}" > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null`,
     ...setup,
     `echo "edu-plus vm: tests in /tests (on PATH): ${tests.join(' ')}; yours (--add) in ${BYO_DIR}"`,
-    'echo "edu-plus vm: the device is $EDU_PLUS_BDF, bound to vfio-pci"',
+    'echo "edu-plus vm: edu-plus is $EDU_PLUS_BDF; bound to vfio-pci: $(ls /sys/bus/pci/drivers/vfio-pci | grep : | tr \'\\n\' \' \')"',
     'echo "edu-plus vm: leave with: poweroff -f   (or Ctrl-A X to kill the VM)"',
     'cd /root && setsid cttyhack sh',
   ];
@@ -429,11 +446,14 @@ export async function vm(argv: string[]): Promise<number> {
   const { qemu, kernel, tests, initrd } = prepared;
 
   const tempDir = opts.socketPath === undefined && !opts.printCmdline ? mkdtempSync(join(tmpdir(), 'edu-plus-vm-')) : undefined;
-  const socketPath = opts.socketPath !== undefined ? resolve(opts.socketPath) : tempDir !== undefined ? join(tempDir, 'edu-plus.sock') : defaultSocketPath();
+  // The first device keeps --socket-path and npm start's default; every other one its own.
+  const socketPaths = opts.devices.map((name, i) =>
+    i === 0 && opts.socketPath !== undefined ? resolve(opts.socketPath) : tempDir !== undefined ? join(tempDir, `${name}.sock`) : defaultSocketPath(name));
   const args = qemuArgs({
     kernel: kernel.vmlinuz,
     initrd,
-    socketPath,
+    socketPath: socketPaths[0],
+    extraDevices: socketPaths.slice(1).map(vfioUserDevice),
     memoryMiB: opts.memoryMiB,
     sharedMemory: opts.sharedMemory,
     iommu: opts.iommu,
@@ -447,48 +467,66 @@ export async function vm(argv: string[]): Promise<number> {
   const cmdline = qemuCommandLine(qemu, args);
   if (opts.printCmdline) {
     console.log(cmdline);
-    step.info(`this command line expects the device on ${socketPath}: start it first with npm start -- --socket-path ${socketPath}`);
+    const serveCommand = opts.devices.length === 1 && opts.devices[0] === 'edu-plus'
+      ? `npm start -- --socket-path ${socketPaths[0]}`
+      : `npm start -- ${opts.devices.map((name, i) => `--device ${name},socket=${socketPaths[i]}`).join(' ')}`;
+    step.info(`this command line expects the device${opts.devices.length > 1 ? 's' : ''} on ${socketPaths.join(', ')}: start ${opts.devices.length > 1 ? 'them' : 'it'} first with ${serveCommand}`);
     return 0;
   }
   if (opts.verbose) process.stderr.write(`[edu-plus] vm: QEMU command line:\n${cmdline}\n`);
 
   const serverLog: string[] = [];
   const eol = opts.shell && process.stderr.isTTY ? '\r\n' : '\n';
-  let server: VfioUserServer;
+  const servers: VfioUserServer[] = [];
+  const log = createLogger({
+    level: opts.verbose ? 'info' : 'warn',
+    write: (line) => {
+      serverLog.push(line);
+      if (opts.verbose) process.stderr.write(`device: ${line}${eol}`);
+    },
+  });
+  const closeServers = async () => {
+    for (const server of servers.splice(0)) {
+      if (server.hasClient) await Promise.race([server.clientGone(), new Promise((r) => setTimeout(r, 2000))]);
+      server.close();
+    }
+    if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+  };
   try {
-    server = VfioUserServer.listen({
-      socketPath,
-      device: createEduPlus({ reset: opts.reset, ...(opts.selftests !== undefined ? { dmaMask: SELFTESTS_DMA_MASK } : {}) }),
-      // Room for all of guest RAM mapped page by page (a vIOMMU sends one DMA_MAP per page).
-      limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps: maxDmaMapsForRam(BigInt(opts.memoryMiB) << 20n) },
-      log: createLogger({
-        level: opts.verbose ? 'info' : 'warn',
-        write: (line) => {
-          serverLog.push(line);
-          if (opts.verbose) process.stderr.write(`device: ${line}${eol}`);
-        },
-      }),
+    opts.devices.forEach((name, i) => {
+      const options = new Map<string, string | true>();
+      if (name === 'edu-plus') options.set('reset', opts.reset);
+      if (name === 'edu-plus' && opts.selftests !== undefined) options.set('dma-mask', `0x${SELFTESTS_DMA_MASK.toString(16)}`);
+      const { factory } = DEVICE_KINDS[name]!.build(options, (key) => `--${key}`);
+      servers.push(VfioUserServer.listen({
+        socketPath: socketPaths[i]!,
+        device: factory,
+        // Room for all of guest RAM mapped page by page (a vIOMMU sends one DMA_MAP per page).
+        limits: { ...DEFAULT_SERVER_LIMITS, maxDmaMaps: maxDmaMapsForRam(BigInt(opts.memoryMiB) << 20n) },
+        log: opts.devices.length > 1 ? log.child(name) : log,
+      }));
     });
   } catch (err) {
-    if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+    await closeServers();
     throw err;
   }
-  let unsubscribe: (() => void) | undefined;
+  const unsubscribe: (() => void)[] = [];
   if (opts.trace) {
     let start: bigint | null = null;
-    unsubscribe = server.trace.subscribe((e) => {
-      start ??= e.timeNs;
-      process.stderr.write(`trace ${formatEvent(e, start)}${eol}`);
+    servers.forEach((server, i) => {
+      const who = opts.devices.length > 1 ? `${opts.devices[i]} ` : '';
+      unsubscribe.push(server.trace.subscribe((e) => {
+        start ??= e.timeNs;
+        process.stderr.write(`trace ${who}${formatEvent(e, start)}${eol}`);
+      }));
     });
   }
   try {
     if (opts.shell) return await runShell(qemu, args, tests, step);
     return await runTests(opts, prepared, args, step, serverLog);
   } finally {
-    unsubscribe?.();
-    if (server.hasClient) await Promise.race([server.clientGone(), new Promise((r) => setTimeout(r, 2000))]);
-    server.close();
-    if (tempDir !== undefined) rmSync(tempDir, { recursive: true, force: true });
+    for (const stop of unsubscribe) stop();
+    await closeServers();
   }
 }
 

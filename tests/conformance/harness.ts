@@ -15,6 +15,7 @@ import { Errno } from '../../protocol/errors.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import { close as closeFd, eventfdCreate } from '../../protocol/native/libc.ts';
 import { VfioUserServer } from '../../protocol/server.ts';
+import type { DeviceFactory } from '../../protocol/served-device.ts';
 import type { ServerLimits } from '../../protocol/version.ts';
 
 export { Errno };
@@ -184,10 +185,11 @@ export interface Harness {
 
 let serial = 0;
 
-export function startServer(limits?: ServerLimits): Harness {
+/** A server in a temp dir; edu-plus unless `device` says otherwise. */
+export function startServer(limits?: ServerLimits, device: DeviceFactory = createEduPlus()): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'edu-plus-conf-'));
   const socketPath = join(dir, `conf${serial++}.sock`);
-  const server = VfioUserServer.listen({ socketPath, device: createEduPlus(), log: silentLogger, limits });
+  const server = VfioUserServer.listen({ socketPath, device, log: silentLogger, limits });
   // Every served client is accepted before it is dropped (client() does a VERSION,
   // withRawClient waits for the accept), so "no client now" means every earlier one is gone.
   const settle = () => until(() => !server.hasClient, 'the server to release its client');
