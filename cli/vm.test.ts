@@ -49,7 +49,7 @@ function modulesTree(name: string, releases: string[]): string {
 }
 
 describe('vm flags', () => {
-  it('has defaults: all tests, intel-iommu, shared memory, 300 s, 1024 MiB', () => {
+  it('has defaults: all tests, intel-iommu, shared memory, 300 s, 1024 MiB, FLR', () => {
     const o = parseVmFlags([]);
     assert.equal(o.tests, undefined);
     assert.equal(o.iommu, 'intel');
@@ -57,14 +57,14 @@ describe('vm flags', () => {
     assert.equal(o.timeoutSeconds, 300);
     assert.equal(o.memoryMiB, 1024);
     assert.equal(o.shell, false);
-    assert.equal(o.reset, 'none');
+    assert.equal(o.reset, 'flr');
     assert.deepEqual(o.devices, ['edu-plus']);
   });
 
   it('parses every option', () => {
     const o = parseVmFlags(['--kernel', 'bz', '--modules=m', '--tests', 'a, b,a', '--iommu', 'virtio', '--no-shared-memory',
-      '--timeout', '60', '--memory', '512', '--trace', '--verbose', '--headers', 'h', '--socket-path', 's', '--reset', 'flr']);
-    assert.equal(o.reset, 'flr');
+      '--timeout', '60', '--memory', '512', '--trace', '--verbose', '--headers', 'h', '--socket-path', 's', '--reset', 'none']);
+    assert.equal(o.reset, 'none');
     assert.deepEqual(o.tests, ['a', 'b']);
     assert.equal(o.iommu, 'virtio');
     assert.equal(o.sharedMemory, false);

@@ -108,8 +108,10 @@ What to run:
   --devices LIST       the devices to attach, comma-separated, each served by this process on
                        its own socket: edu-plus (default), gpu (the GPU-like device, 4 GiB VRAM),
                        e.g. --devices edu-plus,gpu. devices_present checks the guest sees them all.
-  --reset METHOD       the reset edu-plus offers the guest: none (default, as edu), flr or pm
-                       (see npm start -- --help); edu_plus_reset then resets it through vfio-pci.
+  --reset METHOD       the reset edu-plus offers the guest: flr (default here, so the kernel's
+                       reset paths — VFIO_DEVICE_RESET, DMABUF revoke and restore on reset — run),
+                       pm, or none (QEMU's edu exactly: the kernel then offers no reset method and
+                       those cases skip). See npm start -- --help.
   --timeout SECONDS    stop the VM after this long; counts as a failure (default ${DEFAULT_TIMEOUT_S}).
   --socket-path PATH   where the device listens (default: a new temporary directory; with
                        --print-cmdline: ${defaultSocketPath()}, where \`npm start\` listens).
@@ -243,7 +245,7 @@ export function parseVmFlags(argv: string[]): VmOptions {
   if (!/^\d+$/.test(f.memory ?? '1') || memoryMiB < 128 || memoryMiB > 65_536) {
     throw new UsageError(`--memory takes MiB, a whole number from 128 to 65536 (got "${f.memory}")`);
   }
-  const reset = (f.reset ?? 'none') as EduResetMethod;
+  const reset = (f.reset ?? 'flr') as EduResetMethod;
   if (!RESET_METHODS.includes(reset)) throw new UsageError(`--reset must be ${RESET_METHODS.join(', ')} (got "${f.reset}")`);
   const devices = (f.devices ?? 'edu-plus').split(',').map((d) => d.trim());
   const unknownDevice = devices.find((d) => !(d in DEVICE_KINDS));
