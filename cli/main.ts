@@ -6,7 +6,8 @@ import { UsageError } from './flags.ts';
 import { INSPECT_HELP, inspect } from './inspect.ts';
 import { SERVE_HELP, serve } from './serve.ts';
 import { TRACE_HELP, trace } from './trace.ts';
-import { vm, vmHelp } from './vm.ts';
+import { vm } from './vm.ts';
+import { vmHelp } from './vm-help.ts';
 
 const HELP = `edu-plus: an edu-plus PCI device served over vfio-user, for QEMU guests.
 

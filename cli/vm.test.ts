@@ -19,7 +19,8 @@ import {
   kernelImageRelease,
 } from '../qemu-configs/custom-kernel.ts';
 import { UsageError } from './flags.ts';
-import { parseVmFlags, vmHelp } from './vm.ts';
+import { parseVmFlags } from './vm.ts';
+import { vmHelp } from './vm-help.ts';
 import { TEST_BEGIN, TEST_END, formatVerdict, judge } from './vm-report.ts';
 
 const root = join(import.meta.dirname, '..');
