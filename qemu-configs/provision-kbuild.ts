@@ -77,7 +77,7 @@ export async function provisionKbuild(release: string): Promise<Kbuild> {
   if (usable(cached)) return cached;
 
   const step = progress('kbuild');
-  const { abi, flavour } = splitRelease(release);
+  const { abi } = splitRelease(release);
   const debianVersion = await guestKernelDebianVersion(release);
   // linux-headers-<release> pulls -common, linux-kbuild-<abi>, the compiler and pahole; kmod
   // brings depmod and modinfo. `=version` pins the guest kernel's own upload.

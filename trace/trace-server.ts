@@ -14,7 +14,6 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/served-device.ts';
 import type { Logger } from '../protocol/log.ts';
-import { SyscallError } from '../protocol/native/libc.ts';
 import type { VfioUserServer } from '../protocol/server.ts';
 import type { TracedEvent } from '../protocol/trace-bus.ts';
 import { commandName } from '../protocol/wire.ts';

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { createEduPlus, type EduResetMethod } from '../../device/edu-plus.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { VfioUserServer } from '../../protocol/server.ts';
