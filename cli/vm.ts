@@ -17,7 +17,7 @@ import { createLogger } from '../protocol/log.ts';
 import { maxDmaMapsForRam } from '../protocol/dma.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
-import { cacheDir, progress } from '../qemu-configs/cache.ts';
+import { cacheDir, checkoutCacheDir, progress } from '../qemu-configs/cache.ts';
 import { KernelInputError, concatInitramfs, customKernel, findHeadersInclude } from '../qemu-configs/custom-kernel.ts';
 import { DECLARED_SKIP, defaultInit, guestModules } from '../qemu-configs/guest-init.ts';
 import { buildInitramfs } from '../qemu-configs/initramfs.ts';
@@ -252,7 +252,7 @@ async function prepare(opts: VmOptions, step: ReturnType<typeof progress>): Prom
     .update(JSON.stringify([kernel.vmlinuz, kernel.modulesDir, includeDir, opts.initrd && resolve(opts.initrd), opts.iommu, opts.shell, tests, extra, vfioSrc?.build.buildDir]))
     .digest('hex')
     .slice(0, 12);
-  const dir = join(cacheDir(), 'images', 'vm');
+  const dir = join(checkoutCacheDir(), 'images', 'vm');
   const ours = join(dir, `${kernel.version}-${key}.cpio.gz`);
   const summary = await buildInitramfs({
     kernel,

@@ -11,7 +11,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { checkoutCacheDir } from '../qemu-configs/cache.ts';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
@@ -49,11 +49,9 @@ export const GUEST_TESTS_DIR = path.dirname(fileURLToPath(import.meta.url));
 
 const CFLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-Werror'];
 
-/** `${EDU_PLUS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edu-plus}/guest-tests` */
-export function defaultOutDir(env: NodeJS.ProcessEnv = process.env): string {
-  const cache =
-    env.EDU_PLUS_CACHE || path.join(env.XDG_CACHE_HOME || path.join(env.HOME || homedir(), '.cache'), 'edu-plus');
-  return path.join(cache, 'guest-tests');
+/** This checkout's own part of the cache (see checkoutCacheDir), then `guest-tests`. */
+export function defaultOutDir(): string {
+  return path.join(checkoutCacheDir(), 'guest-tests');
 }
 
 export async function buildGuestTests(opts: BuildGuestTestsOptions = {}): Promise<BuildGuestTestsResult> {

@@ -3,6 +3,7 @@
 // Everything this folder fetches or builds (the private apt state, QEMU's prefix, the guest
 // kernel, busybox, initramfs images) goes below cacheDir(); nothing is installed on the host.
 
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,6 +15,18 @@ export function cacheDir(): string {
   const xdg = process.env.XDG_CACHE_HOME;
   const base = xdg !== undefined && xdg !== '' ? xdg : join(homedir(), '.cache');
   return join(base, 'edu-plus');
+}
+
+/** This checkout's root (the folder holding package.json). */
+const CHECKOUT_ROOT = join(import.meta.dirname, '..');
+
+/**
+ * Where this checkout keeps what it builds from its own sources (guest test binaries, initramfs
+ * images): `<cache>/checkouts/<hash of the checkout's path>`. Downloads stay shared, but two
+ * clones running tests at once must not overwrite each other's binaries and images.
+ */
+export function checkoutCacheDir(rootDir: string = CHECKOUT_ROOT): string {
+  return join(cacheDir(), 'checkouts', createHash('sha256').update(rootDir).digest('hex').slice(0, 12));
 }
 
 export interface Progress {

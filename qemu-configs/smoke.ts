@@ -3,7 +3,7 @@
 // before any edu-plus code is involved, and measures how long a boot takes.
 
 import { join } from 'node:path';
-import { cacheDir } from './cache.ts';
+import { checkoutCacheDir } from './cache.ts';
 import { defaultInit, guestModules } from './guest-init.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { qemuArgs } from './qemu-command.ts';
@@ -39,7 +39,7 @@ export async function smokeBoot(opts: {
   timeoutMs?: number;
   onLine?: (line: string) => void;
 }): Promise<SmokeResult> {
-  const initrd = join(cacheDir(), 'images', 'smoke-initramfs.cpio.gz');
+  const initrd = join(checkoutCacheDir(), 'images', 'smoke-initramfs.cpio.gz');
   await buildInitramfs({
     kernel: opts.kernel,
     modules: guestModules('intel'),

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { buildGuestTests } from '../../guest-tests/build.ts';
-import { cacheDir } from '../../qemu-configs/cache.ts';
+import { checkoutCacheDir } from '../../qemu-configs/cache.ts';
 import { defaultInit } from '../../qemu-configs/guest-init.ts';
 import { buildInitramfs } from '../../qemu-configs/initramfs.ts';
 import { type GuestKernel, provisionKernel } from '../../qemu-configs/provision-kernel.ts';
@@ -30,7 +30,7 @@ export async function provisionTestVm(opts: { tests: string[]; name?: string; co
     if (!bin) throw new Error(`guest test ${name} was not built (have: ${built.binaries.map((b) => b.name).join(', ')})`);
     return { src: bin.path, dest: `/tests/${name}` };
   });
-  const initrd = join(cacheDir(), 'images', `${opts.name ?? opts.tests.join('+')}.cpio.gz`);
+  const initrd = join(checkoutCacheDir(), 'images', `${opts.name ?? opts.tests.join('+')}.cpio.gz`);
   await buildInitramfs({
     kernel,
     modules: ['vfio-pci', 'vfio_iommu_type1'],
