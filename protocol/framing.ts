@@ -61,6 +61,8 @@ export class FrameDecoder {
    * framed) and every fd not yet handed out stays here for takeOrphanFds().
    */
   push(chunk: Uint8Array, fds: number[]): { frames: Frame[]; error?: BadHeaderError } {
+    const single = this.partialLength === 0 ? this.wholeMessage(chunk, fds) : null;
+    if (single) return single;
     const data = this.partialLength > 0 ? this.join(chunk) : chunk;
     const chunkStart = data.byteLength - chunk.byteLength;
     const starts: number[] = [];
@@ -115,6 +117,19 @@ export class FrameDecoder {
     this.partialFds = hasTail ? fdsOf[headers.length]! : [];
     this.keep(data, pos);
     return { frames };
+  }
+
+  /**
+   * The common case, one read holding exactly one whole, acceptable message (a trapped access
+   * and its reply are one each): framed without the bookkeeping of the general case. Null for
+   * anything else.
+   */
+  private wholeMessage(chunk: Uint8Array, fds: number[]): { frames: Frame[] } | null {
+    if (chunk.byteLength < HEADER_SIZE) return null;
+    const header = decodeHeader(chunk, 0);
+    if (header.size !== chunk.byteLength || header.size > this.maxMessageSize()) return null;
+    const body = new Uint8Array(chunk.buffer, chunk.byteOffset + HEADER_SIZE, header.size - HEADER_SIZE);
+    return { frames: [{ header, body, fds }] };
   }
 
   private join(chunk: Uint8Array): Buffer {

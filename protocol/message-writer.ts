@@ -71,7 +71,8 @@ export class MessageWriter {
       closeQuietly(fds);
       return;
     }
-    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
     let sent = 0;
     if (this.queue.length === 0) {
       try {
