@@ -150,7 +150,7 @@ async function runGuestBench(ctx: SuiteContext, iterations: number, warmup: numb
     for (const spinMicros of [DEFAULT_SPIN_US, 0]) {
       ctx.progress(`guest bench: booting (TCG) with edu and edu-plus (server spin ${spinMicros} µs)${spinMicros === 0 ? ', bench_mmio only' : ''}`);
       const socketPath = join(dir, `edu-plus-${spinMicros}.sock`);
-      const server = VfioUserServer.listen({ socketPath, device: createEduPlus(), log: silentLogger, spinMicros });
+      const server = VfioUserServer.listen({ socketPath, device: createEduPlus(), log: silentLogger, waitMicros: spinMicros });
       try {
         const args = qemuArgs({
           kernel: kernel.vmlinuz,

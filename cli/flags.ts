@@ -1,4 +1,5 @@
 /** Minimal flag parsing with errors that say what to do (no dependency needed for four flags). */
+import { DEFAULT_WAIT_MICROS } from '../protocol/request-wait.ts';
 
 export class UsageError extends Error {}
 
@@ -72,11 +73,12 @@ export function parseLogLevel(text: string | undefined): 'debug' | 'info' | 'war
   return level;
 }
 
-/** --spin-us's value, checked. */
-export function parseSpinMicros(text: string | undefined): number {
-  const spin = Number(text ?? '20');
-  if (!Number.isFinite(spin) || spin < 0 || spin > 10_000) {
-    throw new UsageError(`--spin-us must be a number of microseconds from 0 to 10000 (got "${text}")`);
+/** --wait-us's value, checked. */
+export function parseWaitMicros(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_WAIT_MICROS;
+  const wait = Number(text);
+  if (text.trim() === '' || !Number.isFinite(wait) || wait < 0 || wait > 10_000) {
+    throw new UsageError(`--wait-us must be a number of microseconds from 0 to 10000 (got "${text}")`);
   }
-  return spin;
+  return wait;
 }

@@ -16,7 +16,7 @@ import { UsageError } from './flags.ts';
 
 export const SERVE_DEVICES_HELP = `Several devices (or one that is not edu-plus) from one process:
 
-  npm start -- --device SPEC [--device SPEC]... [--log-level L] [--spin-us N] [--no-trace]
+  npm start -- --device SPEC [--device SPEC]... [--log-level L] [--wait-us N] [--no-trace]
                 [the client limits above, which apply to every device]
 
 SPEC is NAME[,KEY=VALUE|,FLAG]... — NAME a shipped device or the path of your own device module
@@ -55,7 +55,7 @@ export interface ServeDevicesOptions {
   /** serve's parsed flags: the ones every device shares, and single-device ones to refuse. */
   readonly flags: Readonly<Record<string, unknown>> & { readonly 'no-trace'?: boolean; readonly _: readonly string[] };
   readonly log: Logger;
-  readonly spinMicros: number;
+  readonly waitMicros: number;
   readonly clientLimits: ClientLimits;
   readonly limits: ServerLimits;
 }
@@ -105,7 +105,7 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
 
 function listen(spec: DeviceSpec, log: Logger, opts: ServeDevicesOptions): VfioUserServer {
   try {
-    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, spinMicros: opts.spinMicros, clientLimits: opts.clientLimits, limits: opts.limits });
+    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, waitMicros: opts.waitMicros, clientLimits: opts.clientLimits, limits: opts.limits });
   } catch (err) {
     // A declaration the layer refuses or memory the host cannot give: the user's to fix.
     if (err instanceof Error && !('errno' in err)) throw new UsageError(`--device ${spec.name}: ${err.message}`);

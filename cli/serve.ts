@@ -11,7 +11,7 @@ import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
 import { DEVICE_KINDS, defaultSocketPath, ensureDefaultSocketDir } from './devices.ts';
-import { UsageError, parseFlags, parseLogLevel, parseSize, parseSpinMicros } from './flags.ts';
+import { UsageError, parseFlags, parseLogLevel, parseSize, parseWaitMicros } from './flags.ts';
 import { SERVE_DEVICES_HELP, serveDevices, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
@@ -25,8 +25,10 @@ Options:
                        The socket is created mode 0600. A stale socket file left by a dead server
                        is replaced; a live one is an error.
   --log-level LEVEL    debug | info | warn | error (default: info). debug logs every DMA map.
-  --spin-us N          after each burst of requests keep polling the socket for N microseconds
-                       before sleeping (default: 20; 0 sleeps at once). Trades CPU for latency.
+  --wait-us N          after answering a request, sleep in recvmsg up to N microseconds for the
+                       client's next one before returning to the event loop (default: 200; 0
+                       never). Saves a system call per trapped guest access and burns no CPU;
+                       a wait that times out is not repeated for a while (see README).
   --trace-socket PATH  where the trace channel listens (default: the socket path plus ".trace").
                        Watch it with \`tsx cli/main.ts trace PATH\` (events, registers, BAR1 access).
   --no-trace           no trace channel.
@@ -106,6 +108,7 @@ export async function serve(argv: string[]): Promise<number> {
   const flags = parseFlags(devices.rest, {
     'socket-path': 'string',
     'log-level': 'string',
+    'wait-us': 'string',
     'spin-us': 'string',
     'trace-socket': 'string',
     'no-trace': 'boolean',
@@ -128,7 +131,10 @@ export async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   const level = parseLogLevel(flags['log-level']);
-  const spin = parseSpinMicros(flags['spin-us']);
+  if (flags['spin-us'] !== undefined) {
+    throw new UsageError('--spin-us is gone: the server no longer busy-polls; --wait-us N sleeps in recvmsg for the next request instead (default 200)');
+  }
+  const waitMicros = parseWaitMicros(flags['wait-us']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
   const clientLimits = parseClientLimits(flags);
   const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
@@ -140,7 +146,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
   // device and its client (the log rate limit keeps a repeating one from flooding).
   process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
-  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, spinMicros: spin, clientLimits, limits });
+  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, waitMicros, clientLimits, limits });
   // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
   const eduOptions = new Map<string, string | true>();
   for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
@@ -154,7 +160,7 @@ export async function serve(argv: string[]): Promise<number> {
       socketPath,
       device: edu.factory,
       log,
-      spinMicros: spin,
+      waitMicros,
       clientLimits,
       limits,
     });

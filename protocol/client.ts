@@ -38,10 +38,10 @@ import {
 import { Errno, VfioUserError } from './errors.ts';
 import { WireReader } from './reader.ts';
 import { WireWriter } from './writer.ts';
-import { type Frame, FrameDecoder } from './framing.ts';
-import { type Header, encodeHeader, isError, isReply } from './header.ts';
-import { MessageWriter } from './message-writer.ts';
-import { FdReceiver, FdSender, type FdWatch, closeQuietly, close as closeFd, connectUnix, dup, setReceiveTimeout, waitFd, watchFd } from './native/libc.ts';
+import { MessageChannel } from './channel.ts';
+import type { Frame } from './framing.ts';
+import { type Header, isError, isReply } from './header.ts';
+import { closeQuietly, connectUnix, dup, setReceiveTimeout, waitFd } from './native/libc.ts';
 import {
   Command,
   DEVICE_INFO_SIZE,
@@ -73,14 +73,8 @@ interface Pending {
 }
 
 export class VfioUserClient {
-  private readonly receiver = new FdReceiver(16);
-  private readonly sender = new FdSender(16, 4);
-  private readonly buffer = Buffer.alloc(256 * 1024);
-  private readonly decoder = new FrameDecoder(() => 64 << 20);
+  private readonly channel: MessageChannel;
   private readonly pending = new Map<number, Pending>();
-  /** Created on the first asynchronous use: libuv makes the socket non-blocking. */
-  private watch: FdWatch | null = null;
-  private readonly writer: MessageWriter;
   private nextId = 0;
   private closedReason: string | null = null;
   /** Replies collected for requestSync, by id. */
@@ -93,17 +87,21 @@ export class VfioUserClient {
   readonly dmaServed = { reads: 0, writes: 0 };
 
   private constructor(readonly fd: number) {
-    this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.shutdown(`send failed: ${err.message}`));
+    this.channel = new MessageChannel(
+      fd,
+      {
+        onFrame: (f) => this.dispatch(f),
+        onBadHeader: (err) => this.shutdown(`bad header from server: ${err.message}`),
+        onEnd: () => this.shutdown('server closed the connection'),
+        onFailure: (reason) => this.shutdown(reason),
+      },
+      { maxMessageSize: () => 64 << 20, maxFds: 16 },
+    );
   }
 
   /** Joins the event loop (asynchronous requests, server-issued DMA requests). */
   private ensureWatch(): void {
-    if (this.watch || this.closedReason) return;
-    this.watch = watchFd(this.fd, (ev) => {
-      if (ev.writable) this.writer.flush();
-      // koffi can report a hang-up with every flag clear: anything but pure writability drains.
-      if (ev.readable || ev.hangup || !ev.writable) this.drain();
-    });
+    if (!this.closedReason) this.channel.start();
   }
 
   /**
@@ -130,7 +128,7 @@ export class VfioUserClient {
   /** Sends raw bytes (tests use this for malformed messages); fds are sent as copies. */
   sendRaw(bytes: Uint8Array, fds: readonly number[] = []): void {
     this.ensureWatch();
-    this.sender.sendAll(this.fd, [bytes], fds);
+    this.channel.sendBytesNow(bytes, fds);
   }
 
   /** Allocates the id of the next request (wraps at 16 bits). */
@@ -149,10 +147,9 @@ export class VfioUserClient {
 
   /** The caller's fds are sent as copies and stay the caller's. */
   private sendRequest(id: number, command: number, body: Uint8Array, fds: readonly number[], flags: number, sync: boolean): void {
-    const header = encodeHeader({ id, command, size: HEADER_SIZE + body.byteLength, flags: MessageType.COMMAND | flags, error: 0 });
-    const parts = body.byteLength ? [header, body] : [header];
-    if (sync) this.sender.sendAll(this.fd, parts, fds);
-    else this.writer.write(parts, fds.map((fd) => dup(fd)));
+    const header = { id, command, size: HEADER_SIZE + body.byteLength, flags: MessageType.COMMAND | flags, error: 0 };
+    if (sync) this.channel.sendNow(header, body, fds);
+    else this.channel.send(header, body, fds.map((fd) => dup(fd)));
   }
 
   private checked(command: number, r: Reply): Reply {
@@ -179,7 +176,7 @@ export class VfioUserClient {
   requestSync(command: number, body: Uint8Array, fds: readonly number[] = [], timeoutMs = 5000): Reply {
     if (this.pending.size > 0) throw new Error('requestSync while asynchronous requests are outstanding');
     if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
-    if (this.watch === null && this.receiveTimeoutMs !== timeoutMs) {
+    if (!this.channel.isWatched && this.receiveTimeoutMs !== timeoutMs) {
       // The blocking receive below must give up when the timeout passes.
       setReceiveTimeout(this.fd, timeoutMs * 1000);
       this.receiveTimeoutMs = timeoutMs;
@@ -199,48 +196,16 @@ export class VfioUserClient {
         if (this.closedReason) throw new Error(`connection closed: ${this.closedReason}`);
         // A blocking receive: one system call per reply, woken directly by the server's send
         // (if the socket joined the event loop it is non-blocking: then wait in ppoll).
-        if (this.readOnce(this.watch === null)) continue;
+        if (this.channel.readOnce(!this.channel.isWatched)) continue;
         if (this.closedReason) continue;
         const left = deadline - performance.now();
-        if (left <= 0 || (this.watch && !waitFd(this.fd, 'read', left))) {
+        if (left <= 0 || (this.channel.isWatched && !waitFd(this.fd, 'read', left))) {
           throw new VfioUserError(Errno.ETIMEDOUT, `${commandName(command)}: no reply within ${timeoutMs} ms`);
         }
       }
     } finally {
       this.syncWaiting = -1;
     }
-  }
-
-  private drain(): void {
-    while (this.readOnce());
-  }
-
-  /**
-   * One read (non-blocking unless `block`, which waits up to the receive timeout), its
-   * messages dispatched. False when nothing came or the connection closed.
-   */
-  private readOnce(block = false): boolean {
-    if (this.closedReason) return false;
-    let got;
-    try {
-      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length, block);
-    } catch (err) {
-      this.shutdown(`receive failed: ${(err as Error).message}`);
-      return false;
-    }
-    if (got === null) return false;
-    if (got.bytes === 0) {
-      closeQuietly(got.fds);
-      this.shutdown('server closed the connection');
-      return false;
-    }
-    const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
-    for (const f of frames) this.dispatch(f);
-    if (error) {
-      this.shutdown(`bad header from server: ${error.message}`);
-      return false;
-    }
-    return true;
   }
 
   private dispatch(f: Frame): void {
@@ -268,10 +233,7 @@ export class VfioUserClient {
     closeQuietly(f.fds);
     const h = f.header;
     const reply = (body: Uint8Array, error = 0) =>
-      this.writer.write(
-        [encodeHeader({ id: h.id, command: h.command, size: HEADER_SIZE + body.byteLength, flags: MessageType.REPLY | (error ? FLAG_ERROR : 0), error }), body],
-        [],
-      );
+      this.channel.send({ id: h.id, command: h.command, size: HEADER_SIZE + body.byteLength, flags: MessageType.REPLY | (error ? FLAG_ERROR : 0), error }, body, []);
     try {
       if (h.command !== Command.DMA_READ && h.command !== Command.DMA_WRITE) return reply(new Uint8Array(0), Errno.ENOSYS);
       const write = h.command === Command.DMA_WRITE;
@@ -294,11 +256,7 @@ export class VfioUserClient {
   private shutdown(reason: string): void {
     if (this.closedReason) return;
     this.closedReason = reason;
-    this.watch?.stop();
-    this.watch = null;
-    this.writer.close();
-    closeQuietly(this.decoder.takeOrphanFds());
-    closeFd(this.fd);
+    this.channel.close();
     for (const p of this.pending.values()) p.reject(new Error(`connection closed: ${reason}`));
     this.pending.clear();
   }

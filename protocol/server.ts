@@ -13,11 +13,13 @@ import { ServerDma } from './dma-access.ts';
 import { IrqTable } from './irqs.ts';
 import { Migration } from './migration.ts';
 import { refuseClient } from './refuse.ts';
+import { DEFAULT_WAIT_MICROS } from './request-wait.ts';
 import { removeStaleSocket, withPrivateUmask } from './socket-file.ts';
 import { TraceBus } from './trace-bus.ts';
-import type { Logger } from './log.ts';
+import { type Logger, silentLogger } from './log.ts';
 import { type FdWatch, SyscallError, accept, dup, close as closeFd, listenUnix, watchReadable } from './native/libc.ts';
-import { Session } from './session.ts';
+import { type Outgoing, Session } from './session.ts';
+import { WARM_UP_ROUNDS, warmUp } from './warm-up.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
 import { VfioUserError } from './errors.ts';
@@ -29,8 +31,16 @@ export interface ServerOptions {
   readonly limits?: ServerLimits;
   /** What one client may make the server hold (client-limits.ts); unset fields keep their defaults. */
   readonly clientLimits?: Partial<ClientLimits>;
-  /** Busy-poll window after each burst of requests (see connection.ts). */
-  readonly spinMicros?: number;
+  /**
+   * Longest sleep in recvmsg for the client's next request after a reply, in µs
+   * (request-wait.ts; default DEFAULT_WAIT_MICROS, 0 never waits).
+   */
+  readonly waitMicros?: number;
+  /**
+   * Request round trips run through a throw-away session before listening, so the first
+   * client's requests run compiled code (warm-up.ts; default WARM_UP_ROUNDS, 0 skips it).
+   */
+  readonly warmUpRounds?: number;
 }
 
 export class VfioUserServer {
@@ -104,6 +114,9 @@ export class VfioUserServer {
     removeStaleSocket(opts.socketPath, '--socket-path');
     const server = new VfioUserServer(opts);
     try {
+      const rounds = opts.warmUpRounds ?? WARM_UP_ROUNDS;
+      const stopped = rounds > 0 ? warmUp(server.newSession(silentLogger, new TraceBus(), () => {}), rounds) : null;
+      if (stopped) server.log.debug(`request path warm-up stopped early: ${stopped}`);
       server.listenFd = withPrivateUmask(() => listenUnix(opts.socketPath));
     } catch (err) {
       server.releaseMemory();
@@ -185,10 +198,9 @@ export class VfioUserServer {
     }
   }
 
-  private serve(fd: number): void {
-    const log = this.log.child(`client${++this.clients}`);
-    let connection: Connection | null = null;
-    const session = new Session(
+  /** A session on this server's device and resources; `send` carries its own requests. */
+  private newSession(log: Logger, trace: TraceBus, send: (out: Outgoing) => void): Session {
+    return new Session(
       {
         device: this.device,
         irqs: this.irqs,
@@ -197,10 +209,16 @@ export class VfioUserServer {
         limits: this.limits,
         memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
         log,
-        trace: this.trace,
+        trace,
       },
-      (out) => connection?.send(out),
+      send,
     );
+  }
+
+  private serve(fd: number): void {
+    const log = this.log.child(`client${++this.clients}`);
+    let connection: Connection | null = null;
+    const session = this.newSession(log, this.trace, (out) => connection?.send(out));
     connection = new Connection(
       fd,
       {
@@ -215,7 +233,7 @@ export class VfioUserServer {
       {
         maxMessageSize: () => session.maxMessageSize(),
         maxFds: this.limits.maxMsgFds,
-        spinMicros: this.opts.spinMicros,
+        waitMicros: this.opts.waitMicros ?? DEFAULT_WAIT_MICROS,
         output: { maxBytes: this.clientLimits.maxQueuedBytes, maxMessages: this.clientLimits.maxQueuedMessages, maxFds: this.clientLimits.maxQueuedFds },
         lingerMs: this.clientLimits.idleTimeoutMs,
         log,

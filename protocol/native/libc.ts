@@ -23,6 +23,7 @@ const STAT_MODE_OFFSET = process.arch === 'arm64' ? 16 : 24;
 
 const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *fds)'),
   bind: libc.func('int bind(int fd, void *addr, uint32_t addrlen)'),
   listen: libc.func('int listen(int fd, int backlog)'),
   accept4: libc.func('int accept4(int fd, void *addr, void *addrlen, int flags)'),
@@ -143,6 +144,13 @@ export function accept(listenFd: number): number | null {
     throw new SyscallError('accept4', errno);
   }
   return fd;
+}
+
+/** Two connected Unix stream sockets (blocking, close-on-exec). */
+export function socketPair(): [number, number] {
+  const fds = [0, 0];
+  if (c.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) fail('socketpair');
+  return [fds[0]!, fds[1]!];
 }
 
 export function connectUnix(path: string): number {
@@ -266,8 +274,13 @@ export interface Received {
  */
 export class FdReceiver {
   private readonly block: MsgBlock;
+  private lastBuf: Buffer | null = null;
+  private lastOffset = -1;
+  private lastLength = -1;
   constructor(readonly maxFds: number) {
     this.block = new MsgBlock(1, maxFds);
+    this.block.msghdr.writeBigUInt64LE(1n, 24);
+    this.block.msghdr.writeBigUInt64LE(koffi.address(this.block.control), 32);
   }
 
   /**
@@ -276,11 +289,18 @@ export class FdReceiver {
    */
   recv(fd: number, buf: Buffer, offset: number, length: number, block = false): Received | null {
     const { msghdr, iov, control } = this.block;
-    iov.writeBigUInt64LE(koffi.address(buf) + BigInt(offset), 0);
-    iov.writeBigUInt64LE(BigInt(length), 8);
-    msghdr.writeBigUInt64LE(1n, 24);
-    msghdr.writeBigUInt64LE(koffi.address(control), 32);
-    msghdr.writeBigUInt64LE(BigInt(control.length), 40);
+    if (buf !== this.lastBuf || offset !== this.lastOffset || length !== this.lastLength) {
+      // Callers read into the same buffer again and again: its address (a BigInt from koffi)
+      // is worked out once, not per message.
+      iov.writeBigUInt64LE(koffi.address(buf) + BigInt(offset), 0);
+      iov.writeBigUInt64LE(BigInt(length), 8);
+      this.lastBuf = buf;
+      this.lastOffset = offset;
+      this.lastLength = length;
+    }
+    // The kernel rewrites controllen and flags: both are set again before every call.
+    msghdr.writeUInt32LE(control.length, 40);
+    msghdr.writeUInt32LE(0, 44);
     msghdr.writeInt32LE(0, 48);
     const n = Number(c.recvmsg(fd, msghdr, (block ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC));
     if (n < 0) {
@@ -298,8 +318,9 @@ export class FdReceiver {
 
   private takeFds(): number[] {
     const { msghdr, control } = this.block;
-    const used = Number(msghdr.readBigUInt64LE(40));
+    const used = msghdr.readUInt32LE(40);
     const fds: number[] = [];
+    if (used === 0) return fds;
     let at = 0;
     while (at + CMSG_HEADER <= used) {
       const len = Number(control.readBigUInt64LE(at));
@@ -314,8 +335,8 @@ export class FdReceiver {
 }
 
 /**
- * Writes messages (several buffers, optionally with fds) to a stream socket. The socket may be
- * non-blocking (libuv's poll makes it so): `sendSome` writes what fits and says how much.
+ * Writes messages (several buffers, optionally with fds) to a stream socket. `sendSome` never
+ * blocks, whatever the socket's mode (MSG_DONTWAIT): it writes what fits and says how much.
  */
 export class FdSender {
   private readonly block: MsgBlock;
@@ -364,7 +385,7 @@ export class FdSender {
       msghdr.writeBigUInt64LE(0n, 40);
     }
     for (;;) {
-      const n = Number(c.sendmsg(fd, msghdr, MSG_NOSIGNAL));
+      const n = Number(c.sendmsg(fd, msghdr, MSG_NOSIGNAL | MSG_DONTWAIT));
       if (n >= 0) return n;
       const errno = koffi.errno();
       if (errno === EINTR) continue;

@@ -1,0 +1,284 @@
+/**
+ * One Unix socket carrying vfio-user messages with their fds, both ways: the one message
+ * channel under the server's connection (connection.ts) and the client (client.ts).
+ *
+ * Reading: the event loop (libuv's epoll, through koffi's uv_poll binding) says the socket is
+ * readable; the channel reads what is there with non-blocking recvmsg, frames it and hands each
+ * message to its owner in order. With a wait window (request-wait.ts) it then sleeps in
+ * recvmsg for the next request instead of going back to epoll: a request that comes within the
+ * window costs one system call. The socket is made blocking for that (libuv made it
+ * non-blocking); every call that must not block says MSG_DONTWAIT itself.
+ *
+ * Writing: ordered and non-blocking (message-writer.ts). When the owner's peer stops reading its
+ * replies and the queue passes its bounds, the channel stops taking messages (the rest of the
+ * read wait, copied) until the queue drains: a client cannot make us hold unbounded output.
+ */
+import { type BadHeaderError, type Frame, FrameDecoder } from './framing.ts';
+import { type Header, encodeHeader } from './header.ts';
+import { MessageWriter, type QueueBounds } from './message-writer.ts';
+import {
+  FdReceiver,
+  FdSender,
+  type FdWatch,
+  closeQuietly,
+  close as closeFd,
+  setNonBlocking,
+  setReceiveTimeout,
+  shutdownSocket,
+  watchFd,
+} from './native/libc.ts';
+import { RequestWait } from './request-wait.ts';
+import { HEADER_SIZE } from './wire.ts';
+
+export interface ChannelOwner {
+  /** One whole message. Its body is a view of the receive buffer: valid until this returns. */
+  onFrame(frame: Frame): void;
+  /** A header the stream cannot get past; the owner answers it if it can, then closes. */
+  onBadHeader(err: BadHeaderError): void;
+  /** The peer's end of stream (it may still read: shutdown(SHUT_WR)); reading has stopped. */
+  onEnd(): void;
+  /** Reading or writing failed (the peer is gone, a bad fd message); the owner closes. */
+  onFailure(reason: string): void;
+  /** Reading stopped because the peer does not read its replies (for the owner's log). */
+  onCongested?(): void;
+}
+
+export interface ChannelOptions {
+  /** Largest acceptable message, header included; asked per message (it changes on VERSION). */
+  readonly maxMessageSize: () => number;
+  /** Most fds accepted with one read (more is a fatal stream error: they cannot be paired). */
+  readonly maxFds: number;
+  /** Most fds sent with one message. */
+  readonly maxSendFds?: number;
+  /** Bounds on unsent output; past one, reading stops until the peer drains it. */
+  readonly output?: QueueBounds;
+  /** Longest sleep in recvmsg for the next request after a reply, in µs (0: never). */
+  readonly waitMicros?: number;
+}
+
+const RECEIVE_BUFFER = 256 * 1024;
+
+export class MessageChannel {
+  private readonly receiver: FdReceiver;
+  private readonly sender: FdSender;
+  private readonly writer: MessageWriter;
+  private readonly decoder: FrameDecoder;
+  private readonly buffer = Buffer.alloc(RECEIVE_BUFFER);
+  /** The header of the message being sent (encoded here: no allocation per message). */
+  private readonly header = Buffer.alloc(HEADER_SIZE);
+  private readonly headerOnly: Uint8Array[] = [this.header];
+  private readonly headerAndBody: Uint8Array[] = [this.header, this.header];
+  private readonly wait: RequestWait;
+  private watch: FdWatch | null = null;
+  private closed = false;
+  /** Reading stopped: replies backed up (held frames wait), or the peer ended its stream. */
+  private congested = false;
+  private ended = false;
+  private held: Frame[] = [];
+  private heldError: BadHeaderError | undefined;
+
+  constructor(
+    readonly fd: number,
+    private readonly owner: ChannelOwner,
+    opts: ChannelOptions,
+  ) {
+    this.receiver = new FdReceiver(opts.maxFds);
+    this.sender = new FdSender(opts.maxSendFds ?? 16);
+    this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.owner.onFailure(`send failed: ${err.message}`), opts.output);
+    this.writer.onDrained = () => this.drained();
+    this.decoder = new FrameDecoder(opts.maxMessageSize);
+    this.wait = new RequestWait(opts.waitMicros ?? 0);
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  get isWatched(): boolean {
+    return this.watch !== null;
+  }
+
+  /** Replies the peer has not read yet, and what they hold. */
+  get queuedMessages(): number {
+    return this.writer.queuedMessages;
+  }
+
+  get queuedBytes(): number {
+    return this.writer.queuedBytes;
+  }
+
+  get queuedFds(): number {
+    return this.writer.queuedFds;
+  }
+
+  /** Bytes of an unfinished message read so far. */
+  get partialBytes(): number {
+    return this.decoder.buffered;
+  }
+
+  /** Waits for the next request that were answered / timed out. */
+  get waitStats(): { readonly answered: number; readonly wasted: number } {
+    return { answered: this.wait.hits, wasted: this.wait.misses };
+  }
+
+  /** Called once when everything queued has been read by the peer (then cleared). */
+  onceDrained: (() => void) | null = null;
+
+  /** Joins the event loop: messages are delivered as they come. */
+  start(): void {
+    if (this.watch || this.closed) return;
+    this.watch = watchFd(
+      this.fd,
+      (ev) => {
+        // Every flag clear is libuv's error status (POLLERR: the peer reset the connection),
+        // after which libuv has stopped watching: read until the socket says how it ended.
+        // While we do not read (replies backed up, a half-closed peer), a write attempt tells
+        // (EPIPE).
+        const error = !ev.readable && !ev.writable && !ev.hangup;
+        if (ev.writable || (error && (this.congested || this.ended))) this.writer.flush();
+        if (ev.readable || ev.hangup || error) this.drain(error);
+      },
+      (err) => this.owner.onFailure(`internal error while serving: ${err.message}`),
+    );
+    if (this.wait.enabled) {
+      // uv_poll made the socket non-blocking; the timed wait needs it blocking (every other
+      // call passes MSG_DONTWAIT), with the window as its receive timeout.
+      setNonBlocking(this.fd, false);
+      setReceiveTimeout(this.fd, this.wait.windowMicros);
+    }
+  }
+
+  /** Sends one message (queued if the socket is full; never blocks). Its fds are closed once sent. */
+  send(header: Header, body: Uint8Array, fds: readonly number[]): void {
+    encodeHeader(header, this.header);
+    let parts = this.headerOnly;
+    if (body.byteLength) {
+      parts = this.headerAndBody;
+      parts[1] = body;
+    }
+    this.writer.write(parts, fds);
+    this.headerAndBody[1] = this.header;
+  }
+
+  /**
+   * Sends one message now, blocking this thread while the socket is full (for a synchronous
+   * caller that owns its thread). The caller's fds are sent as they are and stay the caller's.
+   */
+  sendNow(header: Header, body: Uint8Array, fds: readonly number[]): void {
+    encodeHeader(header, this.header);
+    this.sender.sendAll(this.fd, body.byteLength ? [this.header, body] : this.headerOnly, fds);
+  }
+
+  /** Sends raw bytes now, framed or not (tests send malformed messages with this). */
+  sendBytesNow(bytes: Uint8Array, fds: readonly number[]): void {
+    this.sender.sendAll(this.fd, [bytes], fds);
+  }
+
+  /**
+   * One read and the delivery of its messages: non-blocking, or with `block` waiting up to the
+   * socket's receive timeout. False when nothing came, reading stopped or the channel closed.
+   */
+  readOnce(block = false): boolean {
+    if (this.closed || this.congested || this.ended) return false;
+    let got;
+    try {
+      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length, block);
+    } catch (err) {
+      this.owner.onFailure(`receive failed: ${(err as Error).message}`);
+      return false;
+    }
+    if (got === null) return false;
+    if (got.bytes === 0) {
+      closeQuietly(got.fds);
+      this.ended = true;
+      this.watch?.wantReadable(false);
+      this.owner.onEnd();
+      return false;
+    }
+    const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
+    return this.deliver(frames, 0, error);
+  }
+
+  /**
+   * Delivers what one read brings, then (with a wait window) sleeps in recvmsg for the next
+   * request. Whatever stays unread, epoll reports again: its watch is level-triggered. After an
+   * error event (`toTheEnd`) it is not, and everything is read until the socket is empty.
+   */
+  private drain(toTheEnd = false): void {
+    let waiting = false;
+    for (;;) {
+      if (!this.readOnce(waiting)) {
+        if (waiting && this.isReading) this.wait.wasted();
+        break;
+      }
+      if (waiting) this.wait.answered();
+      const now = performance.now();
+      RequestWait.noteRequest(this, now);
+      waiting = this.wait.shouldWait(this, now);
+      if (!waiting && !toTheEnd) break;
+    }
+    this.wait.yielded();
+  }
+
+  private get isReading(): boolean {
+    return !this.closed && !this.congested && !this.ended;
+  }
+
+  /**
+   * Hands frames[from..] to the owner in order. False when it had to stop: the channel closed,
+   * or the peer's unread replies passed a bound (the rest are held until it reads them).
+   */
+  private deliver(frames: Frame[], from: number, error: BadHeaderError | undefined): boolean {
+    for (let i = from; i < frames.length; i++) {
+      this.owner.onFrame(frames[i]!);
+      if (this.closed) return false;
+      if (this.writer.congested) {
+        this.hold(frames, i + 1, error);
+        return false;
+      }
+    }
+    if (error) {
+      this.owner.onBadHeader(error);
+      return false;
+    }
+    return true;
+  }
+
+  private hold(frames: Frame[], from: number, error: BadHeaderError | undefined): void {
+    // Copies of the bodies: the receive buffer will be reused.
+    this.held = frames.slice(from).map((f) => ({ header: f.header, body: f.body.slice(), fds: f.fds }));
+    this.heldError = error;
+    this.congested = true;
+    this.watch?.wantReadable(false);
+    this.owner.onCongested?.();
+  }
+
+  /** The peer read everything queued: deliver what was held, then read again. */
+  private drained(): void {
+    const waiter = this.onceDrained;
+    this.onceDrained = null;
+    waiter?.();
+    if (!this.congested || this.closed) return;
+    this.congested = false;
+    const held = this.held;
+    const error = this.heldError;
+    this.held = [];
+    this.heldError = undefined;
+    if (!this.deliver(held, 0, error)) return;
+    this.watch?.wantReadable(true);
+    this.drain();
+  }
+
+  /** Closes the socket (idempotent), dropping queued output and the fds of unfinished messages. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.watch?.stop();
+    this.watch = null;
+    this.writer.close();
+    for (const f of this.held.splice(0)) closeQuietly(f.fds);
+    closeQuietly(this.decoder.takeOrphanFds());
+    shutdownSocket(this.fd);
+    closeFd(this.fd);
+  }
+}
