@@ -1,9 +1,9 @@
 /**
  * Child processes for the host suite: CPU pinning with taskset, servers that say "ready",
- * clients that run to completion, and the C program built on the spot.
+ * clients that run to completion, and the C programs built on the spot.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 /** CPUs this process may run on, and whether taskset exists to pin children to one of them. */
 export interface Pinning {
@@ -33,14 +33,23 @@ export function pinned(cpu: number | null, argv: readonly string[]): string[] {
 /** Builds bench/c-echo.c with the host gcc into dir; returns the binary's path. */
 export function buildCEcho(source: string, dir: string): { binary: string; compiler: string } {
   const binary = join(dir, 'c-echo');
+  return { binary, compiler: compileC(source, binary) };
+}
+
+/** `gcc -O2 -Wall -Wextra -o binary source` with errors that say what to do; returns "gcc <version> -O2". */
+export function compileC(source: string, binary: string): string {
   const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, source], { encoding: 'utf8' });
   if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error('gcc not found on PATH: the host suite compiles bench/c-echo.c as its C floor. Install gcc (Debian: apt-get install gcc) and rerun.');
+    throw new Error(`gcc not found on PATH: the bench compiles ${basename(source)} on the spot. Install gcc (Debian: apt-get install gcc) and rerun.`);
   }
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`gcc failed to build ${source}:\n${r.stderr}`);
-  const version = spawnSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).stdout.trim();
-  return { binary, compiler: `gcc ${version} -O2` };
+  return `gcc ${compilerVersion()} -O2`;
+}
+
+/** The host gcc's full version (e.g. 12.2.0). */
+export function compilerVersion(): string {
+  return spawnSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).stdout?.trim() ?? 'unknown';
 }
 
 export interface RunningServer {
