@@ -1,5 +1,5 @@
 /**
- * The C vfio-user peer (bench/c-peer.c), the reference the guest-mmio suite holds edu-plus
+ * The C vfio-user peer (bench/c-peer.c with its DMA table c-peer-dma.c), the reference the guest-mmio suite holds edu-plus
  * against: built with the host gcc into this checkout's cache (never committed as a binary)
  * and run as a child process that serves one client after another until stopped.
  *
@@ -13,7 +13,9 @@ import { dirname, join } from 'node:path';
 import { checkoutCacheDir } from '../qemu-configs/cache.ts';
 import { compileC, compilerVersion, startServer, stopServer } from './processes.ts';
 
-const SOURCE = join(import.meta.dirname, 'c-peer.c');
+const SOURCES = ['c-peer.c', 'c-peer-dma.c'].map((f) => join(import.meta.dirname, f));
+/** Not compiled on its own, but part of what the binary is built from. */
+const HEADER = join(import.meta.dirname, 'c-peer.h');
 
 export interface CPeerBuild {
   readonly binary: string;
@@ -22,19 +24,21 @@ export interface CPeerBuild {
 }
 
 /**
- * Compiles c-peer.c unless this source and compiler were built before: the binary's name
- * carries a hash of both, under `<checkout cache>/bench/`.
+ * Compiles c-peer.c and c-peer-dma.c unless these sources and compiler were built before: the
+ * binary's name carries a hash of all of them, under `<checkout cache>/bench/`.
  */
 export function buildCPeer(): CPeerBuild {
   const version = compilerVersion();
-  const hash = createHash('sha256').update(readFileSync(SOURCE)).update(version).digest('hex').slice(0, 12);
+  const digest = createHash('sha256').update(version);
+  for (const file of [...SOURCES, HEADER]) digest.update(readFileSync(file));
+  const hash = digest.digest('hex').slice(0, 12);
   const binary = join(checkoutCacheDir(), 'bench', `c-peer-${hash}`);
   const compiler = `gcc ${version} -O2`;
   if (existsSync(binary)) return { binary, compiler };
   mkdirSync(dirname(binary), { recursive: true });
   // Built under a temporary name and renamed: a concurrent run never executes half a binary.
   const partial = `${binary}.tmp-${process.pid}`;
-  compileC(SOURCE, partial);
+  compileC(SOURCES, partial);
   renameSync(partial, binary);
   return { binary, compiler };
 }
@@ -65,7 +69,7 @@ export async function startCPeer(socketPath: string, opts: CPeerOptions = {}): P
   const argv = [binary, socketPath];
   if (opts.maxDmaMaps !== undefined) argv.push('--max-dma-maps', String(opts.maxDmaMaps));
   if (opts.bar1MiB !== undefined) argv.push('--bar1-mib', String(opts.bar1MiB));
-  const server = await startServer(argv, dirname(SOURCE));
+  const server = await startServer(argv, import.meta.dirname);
   return {
     pid: server.child.pid!,
     stderr: () => server.stderr(),

@@ -36,14 +36,15 @@ export function buildCEcho(source: string, dir: string): { binary: string; compi
   return { binary, compiler: compileC(source, binary) };
 }
 
-/** `gcc -O2 -Wall -Wextra -o binary source` with errors that say what to do; returns "gcc <version> -O2". */
-export function compileC(source: string, binary: string): string {
-  const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, source], { encoding: 'utf8' });
+/** `gcc -O2 -Wall -Wextra -o binary sources...` with errors that say what to do; returns "gcc <version> -O2". */
+export function compileC(sources: string | readonly string[], binary: string): string {
+  const files = typeof sources === 'string' ? [sources] : sources;
+  const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, ...files], { encoding: 'utf8' });
   if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error(`gcc not found on PATH: the bench compiles ${basename(source)} on the spot. Install gcc (Debian: apt-get install gcc) and rerun.`);
+    throw new Error(`gcc not found on PATH: the bench compiles ${files.map((f) => basename(f)).join(', ')} on the spot. Install gcc (Debian: apt-get install gcc) and rerun.`);
   }
   if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`gcc failed to build ${source}:\n${r.stderr}`);
+  if (r.status !== 0) throw new Error(`gcc failed to build ${files.join(' ')}:\n${r.stderr}`);
   return `gcc ${compilerVersion()} -O2`;
 }
 
