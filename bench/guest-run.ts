@@ -167,6 +167,7 @@ function guestCommands(iterations: number, warmup: number, bar1Repeats: number):
     `/bench/bench_mmio -f ${FIRST_ACCESSES} -i ${IDLE_SECONDS} ${iterations} ${warmup} ${devices} || echo "bench-mmio-error what=\\"exit $?\\""`,
     `case " $(cat /proc/cmdline) " in *" bench.skip_bar1 "*) ;; *) ` +
       `echo 1 > /sys/bus/pci/devices/${bdf(cPeer.slot)}/remove; ` +
+      `[ -e /sys/bus/pci/devices/${bdf(cPeer.slot)} ] && echo "bench-bar1-error what=\\"could not hide the C peer from bench_bar1\\""; ` +
       `/bench/bench_bar1 ${bar1Repeats} 64 || echo "bench-bar1-error what=\\"exit $?\\"" ;; esac`,
   ];
 }
