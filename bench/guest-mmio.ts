@@ -35,6 +35,8 @@ const us = (ns: number) => {
   return v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0);
 };
 const times = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '—');
+/** C ÷ in-process edu is in the hundreds: whole numbers are precise enough. */
+const wholeTimes = (v: number) => (Number.isFinite(v) ? `${v.toFixed(0)}×` : '—');
 const verdict = (v: number, goal: number) => (!Number.isFinite(v) ? 'n/a' : v <= goal ? 'met' : 'MISSED');
 const judged = (v: number, goal: number) => `${times(v)} ${verdict(v, goal)}`;
 
@@ -118,7 +120,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
           OP_LABEL[r.op]!,
           us(n.edu!.median), us(n.edu!.p99), us(n['c-peer']!.median), us(n['c-peer']!.p99), us(n['edu-plus']!.median), us(n['edu-plus']!.p99),
           judged(r.plusOverC.median, GOALS.medianVsC), judged(r.plusOverC.p99, GOALS.p99VsC),
-          times(r.cOverEdu.median).replace('×', ''), times(r.cOverEdu.p99).replace('×', ''),
+          wholeTimes(r.cOverEdu.median), wholeTimes(r.cOverEdu.p99),
         ],
         w1,
       ),
