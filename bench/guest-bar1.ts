@@ -94,7 +94,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       unsupported: boot.unsupported,
       lines: boot.bar1,
       errors: boot.errors,
-      boot: { spinMicros: boot.spinMicros, initMs: boot.initMs, doneMs: boot.doneMs, durationMs: boot.durationMs },
+      boot: { index: boot.index, initMs: boot.initMs, doneMs: boot.doneMs, durationMs: boot.durationMs },
     },
   };
 }

@@ -1,9 +1,9 @@
 /**
  * Child processes for the host suite: CPU pinning with taskset, servers that say "ready",
- * clients that run to completion, and the C program built on the spot.
+ * clients that run to completion, and the C programs built on the spot.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 /** CPUs this process may run on, and whether taskset exists to pin children to one of them. */
 export interface Pinning {
@@ -33,14 +33,24 @@ export function pinned(cpu: number | null, argv: readonly string[]): string[] {
 /** Builds bench/c-echo.c with the host gcc into dir; returns the binary's path. */
 export function buildCEcho(source: string, dir: string): { binary: string; compiler: string } {
   const binary = join(dir, 'c-echo');
-  const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, source], { encoding: 'utf8' });
+  return { binary, compiler: compileC(source, binary) };
+}
+
+/** `gcc -O2 -Wall -Wextra -o binary sources...` with errors that say what to do; returns "gcc <version> -O2". */
+export function compileC(sources: string | readonly string[], binary: string): string {
+  const files = typeof sources === 'string' ? [sources] : sources;
+  const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, ...files], { encoding: 'utf8' });
   if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error('gcc not found on PATH: the host suite compiles bench/c-echo.c as its C floor. Install gcc (Debian: apt-get install gcc) and rerun.');
+    throw new Error(`gcc not found on PATH: the bench compiles ${files.map((f) => basename(f)).join(', ')} on the spot. Install gcc (Debian: apt-get install gcc) and rerun.`);
   }
   if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`gcc failed to build ${source}:\n${r.stderr}`);
-  const version = spawnSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).stdout.trim();
-  return { binary, compiler: `gcc ${version} -O2` };
+  if (r.status !== 0) throw new Error(`gcc failed to build ${files.join(' ')}:\n${r.stderr}`);
+  return `gcc ${compilerVersion()} -O2`;
+}
+
+/** The host gcc's full version (e.g. 12.2.0). */
+export function compilerVersion(): string {
+  return spawnSync('gcc', ['-dumpfullversion'], { encoding: 'utf8' }).stdout?.trim() ?? 'unknown';
 }
 
 export interface RunningServer {
@@ -48,8 +58,8 @@ export interface RunningServer {
   stderr(): string;
 }
 
-/** Starts a server and resolves once it prints "ready" on stdout. */
-export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20_000): Promise<RunningServer> {
+/** Starts a server and resolves once it prints a line starting with readyText (default "ready") on stdout. */
+export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20_000, readyText = 'ready'): Promise<RunningServer> {
   const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
@@ -58,11 +68,11 @@ export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${argv.join(' ')} did not print "ready" within ${timeoutMs} ms:\n${err}`));
+      reject(new Error(`${argv.join(' ')} did not print "${readyText}" within ${timeoutMs} ms:\n${err}`));
     }, timeoutMs);
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       out += s;
-      if (out.split('\n').includes('ready')) {
+      if (out.split('\n').some((line) => line.startsWith(readyText))) {
         clearTimeout(timer);
         resolve(server);
       }

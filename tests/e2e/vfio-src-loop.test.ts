@@ -17,7 +17,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { cacheDir } from '../../qemu-configs/cache.ts';
+import { checkoutCacheDir } from '../../qemu-configs/cache.ts';
 import { provisionKernel } from '../../qemu-configs/provision-kernel.ts';
 import { provisionLinuxSource } from '../../qemu-configs/provision-linux-source.ts';
 import { assertPassed, explain, runVmCli } from './cli-run.ts';
@@ -67,7 +67,7 @@ function setFile(pristine: string, dir: string, rel: string, change: (text: stri
 }
 
 describe('npm run vm -- --vfio-src: Debian\'s linux-source with a change of ours, built and run in the guest', { timeout: 40 * 60_000 }, () => {
-  const tree = join(cacheDir(), 'test-trees', 'vfio-src-loop');
+  const tree = join(checkoutCacheDir(), 'test-trees', 'vfio-src-loop');
   const copied = ['drivers/vfio/pci', 'include/uapi/linux/vfio.h'];
   const token = `edu_plus_loop_${randomBytes(4).toString('hex')}`;
 
