@@ -11,21 +11,20 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Pinning, buildCEcho, detectPinning, pinned, runClient, startServer, stopServer } from './processes.ts';
+import { DEFAULT_WAIT_MICROS } from '../protocol/request-wait.ts';
 import { type Summary, medianOf, summarize } from './stats.ts';
 import type { Headline, Suite, SuiteContext, SuiteResult } from './suite.ts';
 
 const root = join(import.meta.dirname, '..');
-/** The serve command's default --spin-us (cli/serve.ts): the headline rows use it. */
-const DEFAULT_SPIN_US = 20;
+/** The serve command's default --wait-us: the headline rows use it. */
+const DEFAULT_WAIT_US = DEFAULT_WAIT_MICROS;
 
 type Side = 'C' | 'TS';
 interface Pairing {
   readonly client: Side;
   readonly server: Side;
-  /** The TS server's busy-poll window; null for the C server. */
-  readonly spinUs: number | null;
-  /** Measured only in this placement (spinning longer only matters when the server has its own CPU). */
-  readonly only?: string;
+  /** The TS server's wait for the next request (--wait-us); null for the C server. */
+  readonly waitUs: number | null;
 }
 
 /** Where client and server run: null CPUs when taskset is missing (unpinned). */
@@ -36,15 +35,13 @@ interface Placement {
 }
 
 const PAIRINGS: readonly Pairing[] = [
-  { client: 'C', server: 'C', spinUs: null },
-  { client: 'TS', server: 'TS', spinUs: DEFAULT_SPIN_US },
-  { client: 'TS', server: 'TS', spinUs: 0 },
-  { client: 'TS', server: 'C', spinUs: null },
-  { client: 'C', server: 'TS', spinUs: DEFAULT_SPIN_US },
-  { client: 'C', server: 'TS', spinUs: 0 },
-  // 20 µs is shorter than a TS client's wake-up plus its work between requests on this kind of
-  // VM, so the server falls asleep just before each request; this row shows the cliff.
-  { client: 'TS', server: 'TS', spinUs: 50, only: 'split-cpu' },
+  { client: 'C', server: 'C', waitUs: null },
+  { client: 'TS', server: 'TS', waitUs: DEFAULT_WAIT_US },
+  // No wait: back to epoll after every reply (what the server did before it could wait).
+  { client: 'TS', server: 'TS', waitUs: 0 },
+  { client: 'TS', server: 'C', waitUs: null },
+  { client: 'C', server: 'TS', waitUs: DEFAULT_WAIT_US },
+  { client: 'C', server: 'TS', waitUs: 0 },
 ];
 
 interface Row {
@@ -64,7 +61,7 @@ function placements(p: Pinning): { list: Placement[]; note: string } {
 }
 
 function label(p: Pairing): string {
-  const server = p.server === 'C' ? 'C echo' : `TS spin ${p.spinUs} µs`;
+  const server = p.server === 'C' ? 'C echo' : `TS wait ${p.waitUs} µs`;
   return `${p.client} client → ${server}`;
 }
 
@@ -78,7 +75,7 @@ async function measure(ctx: SuiteContext, dir: string, cEcho: string, placement:
   const socket = join(dir, `run${run}.sock`);
   const out = join(dir, `run${run}.f64`);
   const tsx = [process.execPath, '--import', 'tsx'];
-  const serverArgv = pairing.server === 'C' ? [cEcho, 'server', socket] : [...tsx, join(root, 'bench/serve-child.ts'), socket, String(pairing.spinUs)];
+  const serverArgv = pairing.server === 'C' ? [cEcho, 'server', socket] : [...tsx, join(root, 'bench/serve-child.ts'), socket, String(pairing.waitUs)];
   const clientArgs = [socket, String(ctx.warmup), String(ctx.iterations), out, ...(pairing.server === 'TS' ? ['--version'] : [])];
   const clientArgv = pairing.client === 'C' ? [cEcho, 'client', ...clientArgs] : [...tsx, join(root, 'bench/ts-client.ts'), ...clientArgs];
 
@@ -105,12 +102,12 @@ interface PipeRow {
   readonly ts: number[];
 }
 
-/** One pipelined run: msgs/s of C client → C echo, or TS client → TS server at the default spin. */
+/** One pipelined run: msgs/s of C client → C echo, or TS client → TS server at the default wait. */
 async function measurePipeline(ctx: SuiteContext, dir: string, cEcho: string, placement: Placement, side: Side, depth: number, run: number): Promise<number> {
   const socket = join(dir, `pipe${run}.sock`);
   const out = join(dir, `pipe${run}.f64`);
   const tsx = [process.execPath, '--import', 'tsx'];
-  const serverArgv = side === 'C' ? [cEcho, 'server', socket] : [...tsx, join(root, 'bench/serve-child.ts'), socket, String(DEFAULT_SPIN_US)];
+  const serverArgv = side === 'C' ? [cEcho, 'server', socket] : [...tsx, join(root, 'bench/serve-child.ts'), socket, String(DEFAULT_WAIT_US)];
   const args = [socket, String(depth), String(ctx.warmup), String(ctx.iterations), out, ...(side === 'TS' ? ['--version'] : [])];
   const clientArgv = side === 'C' ? [cEcho, 'pipeline', ...args] : [...tsx, join(root, 'bench/ts-pipeline-client.ts'), ...args];
   const server = await startServer(pinned(placement.serverCpu, serverArgv), root);
@@ -126,7 +123,7 @@ async function measurePipeline(ctx: SuiteContext, dir: string, cEcho: string, pl
 }
 
 function pipelineTable(rows: PipeRow[]): { lines: string[]; json: unknown[] } {
-  const header = ['placement', 'in flight', 'C → C echo msgs/s', `TS → TS spin ${DEFAULT_SPIN_US} µs msgs/s`, 'TS ÷ C', 'TS msgs/s per repeat'];
+  const header = ['placement', 'in flight', 'C → C echo msgs/s', `TS → TS wait ${DEFAULT_WAIT_US} µs msgs/s`, 'TS ÷ C', 'TS msgs/s per repeat'];
   const cells = rows.map((r) => {
     const c = medianOf(r.c);
     const t = medianOf(r.ts);
@@ -205,26 +202,23 @@ function report(ctx: SuiteContext, rows: Row[], pipes: PipeRow[], list: Placemen
     out.push(fmt(l));
   }
 
-  // The headline (TS client ↔ TS server at the default spin) and the split of its overhead.
+  // The headline (TS client ↔ TS server at the default wait) and the split of its overhead.
   const headline: Record<string, unknown> = {};
   out.push('');
   for (const p of list) {
-    const get = (client: Side, server: Side, spinUs: number | null) =>
-      jsonRows.find((r) => r.placement.name === p.name && r.client === client && r.server === server && r.spinUs === spinUs)!;
+    const get = (client: Side, server: Side, waitUs: number | null) =>
+      jsonRows.find((r) => r.placement.name === p.name && r.client === client && r.server === server && r.waitUs === waitUs)!;
     const floor = get('C', 'C', null);
-    const both = get('TS', 'TS', DEFAULT_SPIN_US);
+    const both = get('TS', 'TS', DEFAULT_WAIT_US);
     const clientOnly = get('TS', 'C', null);
-    const serverOnly = get('C', 'TS', DEFAULT_SPIN_US);
+    const serverOnly = get('C', 'TS', DEFAULT_WAIT_US);
     const clientExtra = clientOnly.medianUs - floor.medianUs;
     const serverExtra = serverOnly.medianUs - floor.medianUs;
     headline[p.name] = { ratioMedian: both.ratioMedian, ratioP99: both.ratioP99, clientExtraUs: clientExtra, serverExtraUs: serverExtra, totalExtraUs: both.medianUs - floor.medianUs };
     out.push(
-      `${p.name}: TS ÷ C = ${times(both.ratioMedian)} median, ${times(both.ratioP99)} p99 (spin ${DEFAULT_SPIN_US} µs). ` +
+      `${p.name}: TS ÷ C = ${times(both.ratioMedian)} median, ${times(both.ratioP99)} p99 (wait ${DEFAULT_WAIT_US} µs). ` +
         `Over the C floor of ${us(floor.medianUs)} µs: TS client ${signed(clientExtra)} µs, TS server ${signed(serverExtra)} µs, both ${signed(both.medianUs - floor.medianUs)} µs.`,
     );
-  }
-  if (list.some((p) => p.name === 'split-cpu')) {
-    out.push('split-cpu: the C echo blocks, so each round trip wakes both vCPUs; a spinning TS server skips one wake-up and can beat it.');
   }
   const pipe = pipelineTable(pipes);
   out.push(
@@ -252,7 +246,7 @@ function report(ctx: SuiteContext, rows: Row[], pipes: PipeRow[], list: Placemen
       suite: 'host',
       what: '4-byte REGION_READ round trip (BAR0 offset 0, region 0): 32-byte request, 36-byte reply',
       date: new Date().toISOString(),
-      options: { iterations: ctx.iterations, warmup: ctx.warmup, repeats: ctx.repeats, defaultSpinUs: DEFAULT_SPIN_US },
+      options: { iterations: ctx.iterations, warmup: ctx.warmup, repeats: ctx.repeats, defaultSpinUs: DEFAULT_WAIT_US },
       machine: { cpu: cpus()[0]?.model ?? null, vcpus: cpus().length, kernel: release(), node: process.version, compiler },
       loadAverage: { before: loadBefore, after: load() },
       pinning: note,
@@ -271,7 +265,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
     const { binary, compiler } = buildCEcho(join(root, 'bench/c-echo.c'), dir);
     ctx.progress(`host: built the C floor (${compiler}); ${note}`);
     const rows: Row[] = list.flatMap((placement) =>
-      PAIRINGS.filter((p) => !p.only || p.only === placement.name).map((pairing) => ({ placement, pairing, runs: [] })),
+      PAIRINGS.map((pairing) => ({ placement, pairing, runs: [] })),
     );
     let n = 0;
     for (let repeat = 1; repeat <= ctx.repeats; repeat++) {

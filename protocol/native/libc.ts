@@ -243,6 +243,9 @@ export function isOpenFd(fd: number): boolean {
 
 // ---- messages with file descriptors ---------------------------------------------------------
 
+/** Messages up to this size are copied into one buffer to be sent (see FdSender.sendSome). */
+const STAGING_SIZE = 4096;
+
 const MSGHDR_SIZE = 56;
 const IOVEC_SIZE = 16;
 const CMSG_HEADER = 16;
@@ -340,11 +343,15 @@ export class FdReceiver {
  */
 export class FdSender {
   private readonly block: MsgBlock;
+  private readonly staging = Buffer.alloc(STAGING_SIZE);
+  private readonly stagingAddress: bigint = koffi.address(this.staging);
+  private readonly controlAddress: bigint;
   constructor(
     readonly maxFds: number,
     private readonly maxIov = 4,
   ) {
     this.block = new MsgBlock(maxIov, maxFds);
+    this.controlAddress = koffi.address(this.block.control);
   }
 
   /**
@@ -361,29 +368,54 @@ export class FdSender {
     }
     const { msghdr, iov, control } = this.block;
     let count = 0;
-    for (const part of parts) {
-      if (skip >= part.byteLength) {
-        skip -= part.byteLength;
-        continue;
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
+    if (total - skip <= STAGING_SIZE) {
+      // Small messages (every register access and its reply) are copied into one buffer whose
+      // address is known: no BigInt per part, and one iovec for the kernel to walk.
+      let at = 0;
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]!;
+        if (skip >= part.byteLength) {
+          skip -= part.byteLength;
+          continue;
+        }
+        this.staging.set(skip ? part.subarray(skip) : part, at);
+        at += part.byteLength - skip;
+        skip = 0;
       }
-      iov.writeBigUInt64LE(koffi.address(part) + BigInt(skip), count * IOVEC_SIZE);
-      iov.writeBigUInt64LE(BigInt(part.byteLength - skip), count * IOVEC_SIZE + 8);
-      skip = 0;
-      count++;
+      iov.writeBigUInt64LE(this.stagingAddress, 0);
+      iov.writeUInt32LE(at, 8);
+      iov.writeUInt32LE(0, 12);
+      count = 1;
+    } else {
+      for (const part of parts) {
+        if (skip >= part.byteLength) {
+          skip -= part.byteLength;
+          continue;
+        }
+        iov.writeBigUInt64LE(koffi.address(part) + BigInt(skip), count * IOVEC_SIZE);
+        iov.writeBigUInt64LE(BigInt(part.byteLength - skip), count * IOVEC_SIZE + 8);
+        skip = 0;
+        count++;
+      }
     }
-    msghdr.writeBigUInt64LE(BigInt(count), 24);
+    msghdr.writeUInt32LE(count, 24);
+    msghdr.writeUInt32LE(0, 28);
     if (fds.length > 0) {
       const len = CMSG_HEADER + fds.length * 4;
-      control.writeBigUInt64LE(BigInt(len), 0);
+      control.writeUInt32LE(len, 0);
+      control.writeUInt32LE(0, 4);
       control.writeInt32LE(SOL_SOCKET, 8);
       control.writeInt32LE(SCM_RIGHTS, 12);
-      fds.forEach((f, i) => control.writeInt32LE(f, CMSG_HEADER + i * 4));
-      msghdr.writeBigUInt64LE(koffi.address(control), 32);
-      msghdr.writeBigUInt64LE(BigInt((len + 7) & ~7), 40);
+      for (let i = 0; i < fds.length; i++) control.writeInt32LE(fds[i]!, CMSG_HEADER + i * 4);
+      msghdr.writeBigUInt64LE(this.controlAddress, 32);
+      msghdr.writeUInt32LE((len + 7) & ~7, 40);
     } else {
       msghdr.writeBigUInt64LE(0n, 32);
-      msghdr.writeBigUInt64LE(0n, 40);
+      msghdr.writeUInt32LE(0, 40);
     }
+    msghdr.writeUInt32LE(0, 44);
     for (;;) {
       const n = Number(c.sendmsg(fd, msghdr, MSG_NOSIGNAL | MSG_DONTWAIT));
       if (n >= 0) return n;
