@@ -212,10 +212,9 @@ const char *db_open_other(struct db_other *o)
 		     info.size > o->ram.size))
 			o->ram = info;
 	if (o->ram.size < DB_RAM_MIN) {
-		ktap_fail("%s (%s): no RAM BAR of 64 MiB or more", o->bdf,
-			  o->name);
 		vu_close_device(&o->dev);
-		return NULL;
+		return db_why("the second device %s (%s) has no mappable BAR "
+			      "of 64 MiB or more", o->bdf, o->name);
 	}
 	ktap_diag("second device: %s at %s, iommu group %d, RAM BAR%u 0x%llx "
 		  "bytes", o->name, o->bdf, o->dev.group_id, o->ram.index,
