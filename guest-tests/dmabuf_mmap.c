@@ -2,8 +2,8 @@
  * dmabuf_mmap.c - DMABUF suite: mmap() of DMABUF fds (the series' feature)
  * and aliasing. Byte 0 of a buffer is byte 0 of its first range, the ranges
  * are concatenated, and an mmap offset indexes into the concatenation. Every
- * write is checked through the VFIO device-fd mapping of the RAM BAR at the offset
- * the ranges imply, and printed as a "# bar-write" line for the host.
+ * write is checked through the VFIO device-fd mapping of the RAM BAR at the
+ * offset the ranges imply, and printed as a "# bar-write" line for the host.
  *
  * All of this SKIPs on a kernel whose DMABUFs have no mmap (stock 7.3:
  * mmap() of the fd fails EINVAL, the dma-buf core's answer without an

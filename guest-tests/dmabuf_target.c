@@ -20,12 +20,12 @@
 static const struct db_device known[] = {
 	/* QEMU's edu plus a 64 MiB RAM BAR1; BAR0+4 is edu's liveness check. */
 	{ .name = "edu-plus", .vendor = 0x1234, .device = 0x11e8,
-	  .ram_bar = 1, .bar0_size = 1u << 20, .regs_known = true, .id = 0x010000ed,
-	  .rw_reg = 0x04, .rw_xor = 0xffffffffu },
+	  .ram_bar = 1, .bar0_size = 1u << 20, .regs_known = true,
+	  .id = 0x010000ed, .rw_reg = 0x04, .rw_xor = 0xffffffffu },
 	/* The GPU-like device: VRAM in BAR2 (4 GiB by default), SCRATCH. */
 	{ .name = "gpu", .vendor = 0x1af4, .device = 0x10f0,
-	  .ram_bar = 2, .bar0_size = 16u << 10, .regs_known = true, .id = 0x67707501,
-	  .rw_reg = 0x10, .rw_xor = 0 },
+	  .ram_bar = 2, .bar0_size = 16u << 10, .regs_known = true,
+	  .id = 0x67707501, .rw_reg = 0x10, .rw_xor = 0 },
 };
 
 #define N_KNOWN (sizeof(known) / sizeof(known[0]))

@@ -297,8 +297,8 @@ bool db_write_check(const struct db_map *m, size_t off);
 bool db_ref_write_check(const struct db_map *m, size_t off);
 
 /*
- * Export [bar_off, +len) of the RAM BAR and map it whole (db_mmap): the DMABUF fd,
- * or -1 after failing the case.
+ * Export [bar_off, +len) of the RAM BAR and map it whole (db_mmap): the
+ * DMABUF fd, or -1 after failing the case.
  */
 int db_export_map(uint64_t bar_off, size_t len, const char *name,
 		  struct db_map *m);
