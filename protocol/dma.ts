@@ -229,6 +229,15 @@ export class DmaMapTable {
   }
 
   /**
+   * The one mapping holding all of [address, address+length), if one does (the common case:
+   * the device's transfer lies inside a single DMA_MAP). No allocation: the transfer fast path.
+   */
+  covering(address: bigint, length: bigint): DmaRegion | null {
+    const r = this.regions.firstEndingAfter(address);
+    return r && r.address <= address && address + length <= r.address + r.size ? r : null;
+  }
+
+  /**
    * The mappings covering [address, address+length) in order, one piece per mapping, or a
    * description of the first hole. A vIOMMU maps page by page, so one device transfer often
    * spans several adjacent mappings.
