@@ -32,10 +32,15 @@ export function pinned(cpu: number | null, argv: readonly string[]): string[] {
 
 /** Builds bench/c-echo.c with the host gcc into dir; returns the binary's path. */
 export function buildCEcho(source: string, dir: string): { binary: string; compiler: string } {
-  const binary = join(dir, 'c-echo');
+  return buildC(source, dir, 'c-echo');
+}
+
+/** Builds one C file of bench/ with the host gcc (-O2) into dir/name. */
+export function buildC(source: string, dir: string, name: string): { binary: string; compiler: string } {
+  const binary = join(dir, name);
   const r = spawnSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', binary, source], { encoding: 'utf8' });
   if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error('gcc not found on PATH: the host suite compiles bench/c-echo.c as its C floor. Install gcc (Debian: apt-get install gcc) and rerun.');
+    throw new Error(`gcc not found on PATH: the benchmarks compile ${source} on the spot. Install gcc (Debian: apt-get install gcc) and rerun.`);
   }
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`gcc failed to build ${source}:\n${r.stderr}`);
