@@ -77,6 +77,11 @@ type RegionNode = DmaRegion & IovaNode;
 export class DmaMapTable {
   private readonly regions = new IovaTree<RegionNode>();
   private readonly files = new Map<string, MappedFile>();
+  /**
+   * Bumped whenever a mapping goes (unmap, clear): whoever caches a DmaRegion or its file's view
+   * checks it still holds the number it cached with.
+   */
+  generation = 0;
 
   constructor(private readonly maxMaps: number) {}
 
@@ -200,6 +205,7 @@ export class DmaMapTable {
     }
     let removed = 0;
     let r = head;
+    this.generation++;
     for (;;) {
       const next = r.next as RegionNode;
       this.regions.delete(r);
@@ -212,6 +218,7 @@ export class DmaMapTable {
 
   /** Unmaps everything (DMA_UNMAP ALL, and on disconnect). Returns the mappings removed. */
   clear(): number {
+    this.generation++;
     const removed = this.regions.clear();
     for (const r of removed) this.release(r);
     return removed.length;
