@@ -1,8 +1,8 @@
 /**
  * The benchmark chart: a dependency-free SVG with one group of horizontal bars per suite, one
  * bar per headline figure, each drawn against its goal (a dashed line). Each group has its own
- * scale (ratios, seconds and MiB do not share an axis), from 0 to a little past the largest of
- * its values and goals. Green: the goal is met; red: missed; grey: no goal (report only).
+ * scale per unit (ratios, seconds and MiB do not share an axis), from 0 to a little past the
+ * largest of its values and goals in that unit. Green: the goal is met; red: missed; grey: no goal (report only).
  */
 import type { Headline } from './suite.ts';
 
@@ -73,10 +73,14 @@ export function buildChart(groups: readonly ChartGroup[], opts: ChartOptions = {
     parts.push(`<g class="suite" data-suite="${escapeXml(g.suite)}">`);
     parts.push(`<text x="10" y="${y + 15}" font-size="13" font-weight="bold">${escapeXml(g.suite)}</text>`);
     y += TITLE_H;
-    const finite = g.headline.flatMap((h) => [h.value, h.goal ?? 0]).filter((v) => Number.isFinite(v) && v > 0);
-    const max = (finite.length ? Math.max(...finite) : 1) * 1.15;
-    const x = (v: number) => BAR_X + (Math.max(0, Math.min(v, max)) / max) * BAR_W;
+    // One scale per unit within the group: a suite may report ratios and seconds side by side.
+    const maxOf = (unit: Headline['unit']) => {
+      const finite = g.headline.filter((h) => h.unit === unit).flatMap((h) => [h.value, h.goal ?? 0]).filter((v) => Number.isFinite(v) && v > 0);
+      return (finite.length ? Math.max(...finite) : 1) * 1.15;
+    };
     for (const h of g.headline) {
+      const max = maxOf(h.unit);
+      const x = (v: number) => BAR_X + (Math.max(0, Math.min(v, max)) / max) * BAR_W;
       const met = meetsGoal(h);
       const color = met === null ? COLORS.report : met ? COLORS.met : COLORS.missed;
       const barY = y + (ROW_H - BAR_H) / 2;

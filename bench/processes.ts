@@ -32,7 +32,12 @@ export function pinned(cpu: number | null, argv: readonly string[]): string[] {
 
 /** Builds bench/c-echo.c with the host gcc into dir; returns the binary's path. */
 export function buildCEcho(source: string, dir: string): { binary: string; compiler: string } {
-  const binary = join(dir, 'c-echo');
+  return buildC(source, dir, 'c-echo');
+}
+
+/** Builds one C file of bench/ with the host gcc (-O2) into dir/name. */
+export function buildC(source: string, dir: string, name: string): { binary: string; compiler: string } {
+  const binary = join(dir, name);
   return { binary, compiler: compileC(source, binary) };
 }
 

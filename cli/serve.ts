@@ -45,7 +45,7 @@ Options:
                        Function Level Reset) or pm (a PM capability whose D3hot->D0 transition
                        resets the function). BAR1 keeps its contents across any reset.
   --max-dma-maps N     most DMA mappings held at once (default ${DEFAULT_MAX_DMA_MAPS}: a 4 GiB guest
-                       mapped page by page through a vIOMMU; ~200 bytes of state each). VERSION
+                       mapped page by page through a vIOMMU; ~190 bytes of heap each). VERSION
                        advertises at most 65535, the most QEMU accepts; QEMU does not count
                        against it, so a larger guest still maps all its RAM.
   -h, --help           show this help.

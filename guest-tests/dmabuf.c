@@ -1,9 +1,16 @@
 /*
- * dmabuf.c - the DMABUF suite: vfio-pci DMABUF export of edu-plus BAR
+ * dmabuf.c - the DMABUF suite: vfio-pci DMABUF export of a device's BAR
  * ranges, and what the series "vfio/pci: Add mmap() for DMABUFs" adds on
  * top: mmap of DMABUF fds, memory attributes (NC/WC), permanent revocation,
  * and the lifetime rules (fd close, reset, memory disable, device close),
- * plus huge mappings of the 64 MiB BAR1.
+ * plus 2 MiB and 1 GiB mappings and cases across two devices of one VM.
+ *
+ *	dmabuf [VENDOR:DEVICE | DOMAIN:BUS:DEV.FN] [RAM_BAR]
+ *
+ * runs it against edu-plus (1234:11e8, the default; RAM in BAR1, 64 MiB)
+ * or the gpu (1af4:10f0; VRAM in BAR2, 4 GiB by default), or any device
+ * with a mappable BAR of at least 64 MiB (dmabuf_target.c). The cases use
+ * the first 64 MiB of that "RAM BAR", and a 1 GiB range of a larger one.
  *
  * Every feature is detected at run time (VFIO_DEVICE_FEATURE with PROBE,
  * and by behaviour: on a stock kernel mmap() of a DMABUF fd fails EINVAL),
@@ -14,14 +21,15 @@
  * Device-side truth: every write through any mapping prints
  *	# bar-write region=<index> offset=0x<BAR offset> value=0x<u32>
  * with the BAR offset the buffer's ranges imply; the host checks the last
- * value per region-1 offset against the server's own BAR1 memory, which
- * catches a kernel that maps the right-looking bytes to the wrong PFNs.
- * Region 0 lines are BAR0's liveness register (it reads back inverted).
+ * value per RAM BAR offset against the server's own memory behind that BAR,
+ * which catches a kernel that maps the right-looking bytes to the wrong
+ * PFNs. Region 0 lines are the device's read/write register in BAR0.
  *
  * Cases live in dmabuf_export.c, dmabuf_device.c, dmabuf_mmap.c,
- * dmabuf_memattr.c, dmabuf_revoke.c, dmabuf_huge.c, dmabuf_restore.c and
- * dmabuf_lifetime.c; the helpers in dmabuf_util.c, dmabuf_map.c and
- * dmabuf_pat.c. Which BAR1 bytes each case uses: dmabuf_cases.h.
+ * dmabuf_memattr.c, dmabuf_revoke.c, dmabuf_huge.c, dmabuf_pud.c,
+ * dmabuf_cross.c, dmabuf_restore.c and dmabuf_lifetime.c; the helpers in
+ * dmabuf_util.c, dmabuf_map.c, dmabuf_pat.c and dmabuf_target.c. Which RAM
+ * BAR bytes each case uses: dmabuf_cases.h.
  */
 #include <stddef.h>
 #include <sys/mman.h>
@@ -35,10 +43,11 @@ static const struct ktap_case cases[] = {
 	{ "feature_probe", case_feature_probe },
 	/* export */
 	{ "export_bar0_whole", case_export_bar0_whole },
-	{ "export_bar1_whole", case_export_bar1_whole },
-	{ "export_bar1_one_range", case_export_bar1_one_range },
-	{ "export_bar1_several_ranges", case_export_bar1_several_ranges },
+	{ "export_ram_bar_whole", case_export_ram_bar_whole },
+	{ "export_ram_bar_one_range", case_export_ram_bar_one_range },
+	{ "export_ram_bar_several_ranges", case_export_ram_bar_several_ranges },
 	{ "export_bar0_several_ranges", case_export_bar0_several_ranges },
+	{ "export_other_bars_whole", case_export_other_bars_whole },
 	{ "export_zero_length_refused", case_export_zero_length_refused },
 	{ "export_out_of_range_refused", case_export_out_of_range_refused },
 	{ "export_unaligned_refused", case_export_unaligned_refused },
@@ -80,7 +89,14 @@ static const struct ktap_case cases[] = {
 	{ "revoke_survives_memory_toggle", case_revoke_survives_memory_toggle },
 	{ "revoke_survives_reset", case_revoke_survives_reset },
 	/* huge mappings */
-	{ "huge_bar1_32m_aligned", case_huge_bar1_32m_aligned },
+	{ "huge_ram_bar_64m_aligned", case_huge_ram_bar_64m_aligned },
+	{ "huge_pud_device_mmap_1g", case_huge_pud_device_mmap_1g },
+	{ "huge_pud_dmabuf_1g", case_huge_pud_dmabuf_1g },
+	/* two devices: this one and another in the same VM */
+	{ "cross_device_exports_independent",
+	  case_cross_device_exports_independent },
+	{ "cross_device_close_revokes_only_its_own",
+	  case_cross_device_close_revokes_only_its_own },
 	/* lifetime (the last two close the device) */
 	{ "lifetime_mapping_survives_fd_close",
 	  case_lifetime_mapping_survives_fd_close },
@@ -100,14 +116,22 @@ static const struct ktap_case cases[] = {
 	{ "cleanup", case_cleanup },
 };
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const size_t n = sizeof(cases) / sizeof(cases[0]);
+	int usage = db_parse_args(argc, argv);
 
+	if (usage)
+		return usage == 1 ? 0 : usage;
 	ktap_plan((int)n);
-	ktap_diag("dmabuf: vfio-pci DMABUF export, mmap, memattr, revoke and "
-		  "lifetime on edu-plus %04x:%04x", DB_EDU_VENDOR,
-		  DB_EDU_DEVICE);
+	if (db.want_bdf)
+		ktap_diag("dmabuf: vfio-pci DMABUF export, mmap, memattr, "
+			  "revoke and lifetime on the device at %s",
+			  db.want_bdf);
+	else
+		ktap_diag("dmabuf: vfio-pci DMABUF export, mmap, memattr, "
+			  "revoke and lifetime on %04x:%04x", db.want_vendor,
+			  db.want_device);
 	ktap_run_cases(cases, n);
 	case_cleanup();		/* a no-op when cleanup already ran */
 	return ktap_finish();

@@ -2,13 +2,15 @@
  * dmabuf_cases.h - the cases of the DMABUF suite, in KTAP order (dmabuf.c
  * lists them). Each returns NULL when it ran, or why it was skipped.
  *
- * BAR1 is carved up so that no two cases share bytes (and every write's
- * final value is known): 1-3 MiB mmap, 3-4 MiB multi-range layout, 4-8 MiB
- * aliasing and partial munmap, 8-9 MiB memory attributes, 9-12 MiB revoke,
- * 12-13 MiB lifetime, 13 MiB, 14-16 MiB and 22-24 MiB memory-disable,
- * 18-20 MiB + 20 KiB and the last page device-fd mmaps, 26 MiB permanent
- * revoke through a memory toggle or reset; the huge-mapping case writes one
- * word at in-page offset 0xa00 of every page (the others use 0x100-0x5ff).
+ * The RAM BAR's first 64 MiB are carved up so that no two cases share bytes
+ * (and every write's final value is known): 1-3 MiB mmap, 3-4 MiB
+ * multi-range layout, 4-8 MiB aliasing and partial munmap, 8-9 MiB memory
+ * attributes, 9-12 MiB revoke, 12-13 MiB lifetime, 13 MiB, 14-16 MiB and
+ * 22-24 MiB memory-disable, 18-20 MiB + 20 KiB and the BAR's last page
+ * device-fd mmaps, 26 MiB permanent revoke through a memory toggle or reset,
+ * 28 MiB cross-device (60 MiB of the other device's); the huge-mapping case
+ * writes one word at in-page offset 0xa00 of every page (the others use
+ * 0x100-0x60f). The 1 GiB cases use [1 GiB, 2 GiB) of a BAR of 2 GiB or more.
  * No case writes at in-page offsets 0 or 0xffc, where edu_plus_basic leaves
  * its pattern (bar1_pattern.h) for the host to check.
  */
@@ -19,15 +21,16 @@
 const char *case_open_device(void);
 const char *case_feature_probe(void);
 const char *case_export_bar0_whole(void);
-const char *case_export_bar1_whole(void);
-const char *case_export_bar1_one_range(void);
-const char *case_export_bar1_several_ranges(void);
+const char *case_export_ram_bar_whole(void);
+const char *case_export_ram_bar_one_range(void);
+const char *case_export_ram_bar_several_ranges(void);
 const char *case_export_bar0_several_ranges(void);
 const char *case_export_zero_length_refused(void);
 const char *case_export_out_of_range_refused(void);
 const char *case_export_unaligned_refused(void);
 const char *case_export_overlapping_ranges(void);
 const char *case_export_bad_arguments_refused(void);
+const char *case_export_other_bars_whole(void);
 
 /* dmabuf_device.c */
 const char *case_device_mmap_nonzero_offset(void);
@@ -65,7 +68,15 @@ const char *case_revoke_dup_fd_same_buffer(void);
 const char *case_revoke_v2_ioctl(void);
 
 /* dmabuf_huge.c */
-const char *case_huge_bar1_32m_aligned(void);
+const char *case_huge_ram_bar_64m_aligned(void);
+
+/* dmabuf_pud.c */
+const char *case_huge_pud_device_mmap_1g(void);
+const char *case_huge_pud_dmabuf_1g(void);
+
+/* dmabuf_cross.c */
+const char *case_cross_device_exports_independent(void);
+const char *case_cross_device_close_revokes_only_its_own(void);
 
 /* dmabuf_restore.c */
 const char *case_revoke_survives_memory_toggle(void);

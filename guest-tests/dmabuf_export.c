@@ -9,7 +9,7 @@
  * or length, no ranges or non-zero flags -> EINVAL; a range past the end of
  * the BAR -> EINVAL; offset + BAR address overflowing -> EOVERFLOW; a region
  * index from the ROM up, or a BAR slot with no memory BAR behind it (the
- * upper half of 64-bit BAR1, an unused slot) -> ENODEV (measured on 7.3.4).
+ * upper half of 64-bit RAM_BAR, an unused slot) -> ENODEV (measured on 7.3.4).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,30 +23,70 @@
 #include "ktap.h"
 
 #define BAR0 VFIO_PCI_BAR0_REGION_INDEX
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define N(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 
-/* BAR1's guest-physical start from sysfs (for the PAT checks). */
-static void read_bar1_phys(void)
+/* The RAM BAR's guest-physical start from sysfs (for the PAT checks). */
+static void read_ram_phys(void)
 {
 	char path[128], line[128];
 	FILE *f;
+	bool got = true;
 
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", db.bdf);
 	f = fopen(path, "re");
 	if (!f)
 		return;
 	/* One "0x<start> 0x<end> 0x<flags>" line per resource, BAR0 first. */
-	if (fgets(line, sizeof(line), f) && fgets(line, sizeof(line), f))
-		sscanf(line, "0x%" SCNx64, &db.bar1_phys);
+	for (uint32_t i = 0; got && i <= db.ram_bar; i++)
+		got = fgets(line, sizeof(line), f) != NULL;
+	if (got)
+		sscanf(line, "0x%" SCNx64, &db.ram_phys);
 	fclose(f);
-	ktap_diag("BAR1 at guest-physical 0x%" PRIx64, db.bar1_phys);
+	ktap_diag("RAM BAR (BAR%u) at guest-physical 0x%" PRIx64, db.ram_bar,
+		  db.ram_phys);
+}
+
+/* The largest BAR VFIO lets us mmap: the RAM BAR of an unknown device. */
+static int probe_ram_bar(void)
+{
+	struct vfio_region_info info;
+	uint64_t best_size = 0;
+	int best = -1;
+
+	for (uint32_t i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++)
+		if (!vu_region_info(db.dev.device, i, &info) &&
+		    (info.flags & VFIO_REGION_INFO_FLAG_MMAP) &&
+		    info.size > best_size) {
+			best = (int)i;
+			best_size = info.size;
+		}
+	return best;
+}
+
+/* The RAM BAR must be mappable memory the cases' areas fit in. */
+static bool check_ram_bar(void)
+{
+	const uint64_t size = db.ram.size;
+
+	ktap_diag("%s %04x:%04x at %s, iommu group %d; BAR0 0x%" PRIx64
+		  " bytes, RAM BAR%u 0x%" PRIx64 " bytes", db.dv.name,
+		  db.dv.vendor, db.dv.device, db.bdf, db.dev.group_id,
+		  (uint64_t)db.bar0.size, db.ram_bar, size);
+	if (db.dv.bar0_size &&
+	    !ktap_expect_eq("BAR0 size", db.dv.bar0_size, db.bar0.size))
+		return false;
+	return ktap_expect(db.ram.flags & VFIO_REGION_INFO_FLAG_MMAP,
+			   "RAM BAR%u: VFIO does not offer mmap (flags 0x%x)",
+			   db.ram_bar, db.ram.flags) &&
+	       ktap_expect(size >= DB_RAM_MIN && (size & (size - 1)) == 0,
+			   "RAM BAR%u: 0x%" PRIx64 " bytes; the suite needs a "
+			   "power of two of at least 64 MiB", db.ram_bar, size);
 }
 
 const char *case_open_device(void)
 {
-	if (vu_find_pci_device(DB_EDU_VENDOR, DB_EDU_DEVICE, db.bdf) ||
-	    vu_bind_vfio_pci(db.bdf)) {
+	if (db_pick_device() || vu_bind_vfio_pci(db.bdf)) {
 		ktap_fail("%s", vu_error());
 		return NULL;
 	}
@@ -54,29 +94,47 @@ const char *case_open_device(void)
 	 * PAT before vfio-pci opens the device, for comparison with
 	 * feature_probe's: opening it ioremaps every BAR (a reservation that
 	 * decides the cache mode of every later mapping, see dmabuf_pat.c).
+	 * A device whose RAM BAR is probed through VFIO gets it afterwards.
 	 */
-	read_bar1_phys();
-	if (db.bar1_phys)
-		db_pat_diag("BAR1 before the device is opened", db.bar1_phys);
+	if (db.dv.ram_bar >= 0) {
+		db.ram_bar = (uint32_t)db.dv.ram_bar;
+		read_ram_phys();
+		if (db.ram_phys)
+			db_pat_diag("RAM BAR before the device is opened",
+				    db.ram_phys);
+	}
 	if (vu_open_device(db.bdf, &db.dev) ||
-	    vu_region_info(db.dev.device, BAR0, &db.bar0) ||
-	    vu_region_info(db.dev.device, BAR1, &db.bar1)) {
+	    vu_region_info(db.dev.device, BAR0, &db.bar0)) {
 		ktap_fail("%s", vu_error());
 		return NULL;
 	}
-	ktap_diag("BDF %s, iommu group %d; BAR0 0x%" PRIx64 " bytes, BAR1 0x%"
-		  PRIx64 " bytes", db.bdf, db.dev.group_id,
-		  (uint64_t)db.bar0.size, (uint64_t)db.bar1.size);
-	if (!ktap_expect_eq("BAR0 size", DB_BAR0_SIZE, db.bar0.size) ||
-	    !ktap_expect_eq("BAR1 size", DB_BAR1_SIZE, db.bar1.size))
+	if (db.dv.ram_bar < 0) {
+		db.dv.ram_bar = probe_ram_bar();
+		if (db.dv.ram_bar < 0) {
+			ktap_fail("%s has no BAR VFIO lets us mmap", db.bdf);
+			return NULL;
+		}
+		db.ram_bar = (uint32_t)db.dv.ram_bar;
+		read_ram_phys();
+		if (db.ram_phys)
+			db_pat_diag("RAM BAR with the device open",
+				    db.ram_phys);
+	}
+	if (vu_region_info(db.dev.device, RAM_BAR, &db.ram)) {
+		ktap_fail("%s", vu_error());
+		return NULL;
+	}
+	if (!check_ram_bar())
 		return NULL;
 	/*
-	 * The reference: all of BAR1 through the VFIO device fd (not a DMABUF
-	 * fd), placed so that it may use 2 MiB entries like any other.
+	 * The reference: the cases' area of the RAM BAR (its first 64 MiB)
+	 * through the VFIO device fd (not a DMABUF fd), placed so that it may
+	 * use 2 MiB entries like any other. Never all of a multi-GiB VRAM
+	 * BAR: a pass over it would make the server's memfd that big.
 	 */
-	if (!db_mmap_device(&db.bar1, 0, db.bar1.size, "BAR1 device mmap",
+	if (!db_mmap_device(&db.ram, 0, DB_RAM_MIN, "RAM BAR device mmap",
 			    &db.ref)) {
-		ktap_fail("mmap of BAR1 through the device fd: %s",
+		ktap_fail("mmap of the RAM BAR through the device fd: %s",
 			  db_errno_name(errno));
 		return NULL;
 	}
@@ -91,8 +149,8 @@ const char *case_feature_probe(void)
 	/* What is missing is reported by the cases that need it, as SKIPs. */
 	db_detect_features();
 	/* vfio-pci ioremaps every BAR when it opens the device: see it. */
-	if (db.bar1_phys)
-		db_pat_diag("BAR1 with the device open", db.bar1_phys);
+	if (db.ram_phys)
+		db_pat_diag("RAM BAR after feature detection", db.ram_phys);
 	return NULL;
 }
 
@@ -128,7 +186,7 @@ static void export_and_check(uint32_t region, const struct db_range *r,
 
 const char *case_export_bar0_whole(void)
 {
-	const struct db_range r[] = { { 0, DB_BAR0_SIZE } };
+	const struct db_range r[] = { { 0, db.bar0.size } };
 	const char *why = db_need_export();
 
 	if (why)
@@ -137,31 +195,31 @@ const char *case_export_bar0_whole(void)
 	return NULL;
 }
 
-const char *case_export_bar1_whole(void)
+const char *case_export_ram_bar_whole(void)
 {
-	const struct db_range r[] = { { 0, DB_BAR1_SIZE } };
+	const struct db_range r[] = { { 0, db.ram.size } };
 	const char *why = db_need_export();
 
 	if (why)
 		return why;
-	export_and_check(BAR1, r, N(r));
+	export_and_check(RAM_BAR, r, N(r));
 	return NULL;
 }
 
-const char *case_export_bar1_one_range(void)
+const char *case_export_ram_bar_one_range(void)
 {
 	const struct db_range mid[] = { { 16 * DB_MIB, 2 * DB_PAGE } };
-	const struct db_range last[] = { { DB_BAR1_SIZE - DB_PAGE, DB_PAGE } };
+	const struct db_range last[] = { { db.ram.size - DB_PAGE, DB_PAGE } };
 	const char *why = db_need_export();
 
 	if (why)
 		return why;
-	export_and_check(BAR1, mid, N(mid));
-	export_and_check(BAR1, last, N(last));	/* ends exactly at the end */
+	export_and_check(RAM_BAR, mid, N(mid));
+	export_and_check(RAM_BAR, last, N(last));	/* ends exactly at the end */
 	return NULL;
 }
 
-const char *case_export_bar1_several_ranges(void)
+const char *case_export_ram_bar_several_ranges(void)
 {
 	/* Out of BAR order, different sizes; then the most the suite uses. */
 	const struct db_range three[] = {
@@ -173,18 +231,18 @@ const char *case_export_bar1_several_ranges(void)
 
 	if (why)
 		return why;
-	export_and_check(BAR1, three, N(three));
+	export_and_check(RAM_BAR, three, N(three));
 	for (uint32_t i = 0; i < DB_MAX_RANGES; i++)
 		eight[i] = (struct db_range){ (DB_MAX_RANGES - i) * DB_MIB,
 					      (i + 1) * DB_PAGE };
-	export_and_check(BAR1, eight, DB_MAX_RANGES);
+	export_and_check(RAM_BAR, eight, DB_MAX_RANGES);
 	return NULL;
 }
 
 const char *case_export_bar0_several_ranges(void)
 {
 	const struct db_range r[] = { { DB_PAGE, DB_PAGE }, { 0, DB_PAGE },
-				      { 0x80000, 2 * DB_PAGE } };
+				      { db.bar0.size / 2, 2 * DB_PAGE } };
 	const char *why = db_need_export();
 
 	if (why)
@@ -208,35 +266,35 @@ const char *case_export_zero_length_refused(void)
 
 	if (why)
 		return why;
-	refused("BAR1 [0, +0)", BAR1, one, N(one), EINVAL);
-	refused("BAR1 [0, +4K) + [4K, +0)", BAR1, second, N(second), EINVAL);
+	refused("RAM BAR [0, +0)", RAM_BAR, one, N(one), EINVAL);
+	refused("RAM BAR [0, +4K) + [4K, +0)", RAM_BAR, second, N(second), EINVAL);
 	refused("BAR0 [0, +0)", BAR0, one, N(one), EINVAL);
 	return NULL;
 }
 
 const char *case_export_out_of_range_refused(void)
 {
-	const struct db_range past[] = { { DB_BAR1_SIZE, DB_PAGE } };
-	const struct db_range across[] = { { DB_BAR1_SIZE - DB_PAGE,
+	const struct db_range past[] = { { db.ram.size, DB_PAGE } };
+	const struct db_range across[] = { { db.ram.size - DB_PAGE,
 					     2 * DB_PAGE } };
 	const struct db_range second[] = { { 0, DB_PAGE },
-					   { DB_BAR1_SIZE, DB_PAGE } };
-	const struct db_range bar0[] = { { DB_BAR0_SIZE - DB_PAGE,
+					   { db.ram.size, DB_PAGE } };
+	const struct db_range bar0[] = { { db.bar0.size - DB_PAGE,
 					   2 * DB_PAGE } };
-	const struct db_range huge[] = { { 0, 2ull * DB_BAR1_SIZE } };
+	const struct db_range huge[] = { { 0, 2ull * db.ram.size } };
 	const struct db_range wrap[] = { { UINT64_MAX & ~(uint64_t)0xfff,
 					   DB_PAGE } };
 	const char *why = db_need_export();
 
 	if (why)
 		return why;
-	refused("BAR1 [64M, +4K)", BAR1, past, N(past), EINVAL);
-	refused("BAR1 [64M-4K, +8K)", BAR1, across, N(across), EINVAL);
-	refused("BAR1 [0, +4K) + [64M, +4K)", BAR1, second, N(second), EINVAL);
-	refused("BAR1 [0, +128M)", BAR1, huge, N(huge), EINVAL);
-	refused("BAR0 [1M-4K, +8K)", BAR0, bar0, N(bar0), EINVAL);
+	refused("RAM BAR [end, +4K)", RAM_BAR, past, N(past), EINVAL);
+	refused("RAM BAR [end-4K, +8K)", RAM_BAR, across, N(across), EINVAL);
+	refused("RAM BAR [0, +4K) + [end, +4K)", RAM_BAR, second, N(second), EINVAL);
+	refused("RAM BAR [0, +2 x its size)", RAM_BAR, huge, N(huge), EINVAL);
+	refused("BAR0 [end-4K, +8K)", BAR0, bar0, N(bar0), EINVAL);
 	/* BAR address + offset wraps around: checked for overflow first. */
-	refused("BAR1 [2^64-4K, +4K)", BAR1, wrap, N(wrap), EOVERFLOW);
+	refused("RAM BAR [2^64-4K, +4K)", RAM_BAR, wrap, N(wrap), EOVERFLOW);
 	return NULL;
 }
 
@@ -250,10 +308,10 @@ const char *case_export_unaligned_refused(void)
 
 	if (why)
 		return why;
-	refused("BAR1 [0x800, +4K)", BAR1, off, N(off), EINVAL);
-	refused("BAR1 [0, +0x800)", BAR1, len, N(len), EINVAL);
-	refused("BAR1 [4K, +4K+1)", BAR1, both, N(both), EINVAL);
-	refused("BAR1 [0, +4K) + [0x2004, +4K)", BAR1, second, N(second),
+	refused("RAM BAR [0x800, +4K)", RAM_BAR, off, N(off), EINVAL);
+	refused("RAM BAR [0, +0x800)", RAM_BAR, len, N(len), EINVAL);
+	refused("RAM BAR [4K, +4K+1)", RAM_BAR, both, N(both), EINVAL);
+	refused("RAM BAR [0, +4K) + [0x2004, +4K)", RAM_BAR, second, N(second),
 		EINVAL);
 	refused("BAR0 [0x800, +4K)", BAR0, off, N(off), EINVAL);
 	return NULL;
@@ -275,8 +333,8 @@ const char *case_export_overlapping_ranges(void)
 		return why;
 	ktap_diag("overlapping ranges alias the same BAR pages; the kernel "
 		  "accepts them by design");
-	export_and_check(BAR1, part, N(part));
-	export_and_check(BAR1, same, N(same));
+	export_and_check(RAM_BAR, part, N(part));
+	export_and_check(RAM_BAR, same, N(same));
 	return NULL;
 }
 
@@ -285,12 +343,13 @@ const char *case_export_bad_arguments_refused(void)
 {
 	const struct db_range r[] = { { 0, DB_PAGE } };
 	uint64_t p[4] = { 0 };
-	uint32_t hdr[4] = { BAR1, 0, 1 /* flags */, 1 };
+	uint32_t hdr[4] = { RAM_BAR, 0, 1 /* flags */, 1 };
 	const char *why = db_need_export();
+	uint32_t slots = 0;
 
 	if (why)
 		return why;
-	refused("nr_ranges 0", BAR1, r, 0, EINVAL);
+	refused("nr_ranges 0", RAM_BAR, r, 0, EINVAL);
 	memcpy(p, hdr, sizeof(hdr));
 	p[2] = 0;
 	p[3] = DB_PAGE;
@@ -304,9 +363,54 @@ const char *case_export_bad_arguments_refused(void)
 	refused("region 6 (ROM)", VFIO_PCI_ROM_REGION_INDEX, r, 1, ENODEV);
 	refused("region 7 (config)", VFIO_PCI_CONFIG_REGION_INDEX, r, 1,
 		ENODEV);
-	/* BAR slot 2 is BAR1's upper half; slot 3 is unused. */
-	refused("region 2 (BAR1 upper half)", VFIO_PCI_BAR2_REGION_INDEX, r, 1,
-		ENODEV);
-	refused("region 3 (no BAR)", VFIO_PCI_BAR3_REGION_INDEX, r, 1, ENODEV);
+	/*
+	 * BAR slots with no BAR behind them: the upper half of a 64-bit BAR
+	 * and unused slots, which VFIO reports as regions of size 0.
+	 */
+	for (uint32_t i = 0; i < VFIO_PCI_ROM_REGION_INDEX; i++) {
+		struct vfio_region_info info;
+
+		if (vu_region_info(db.dev.device, i, &info)) {
+			ktap_fail("%s", vu_error());
+		} else if (info.size == 0) {
+			refused(db_why("region %u (no BAR in this slot)", i),
+				i, r, 1, ENODEV);
+			slots++;
+		}
+	}
+	ktap_diag("%u empty BAR slot(s) refused", slots);
+	return NULL;
+}
+
+/*
+ * Every BAR besides BAR0 and the RAM BAR, exported whole: the gpu's
+ * doorbell BAR4. The host traps every access to it (it has no shared
+ * memory), but that is QEMU's business: to the guest it is an ordinary
+ * page-sized MMIO BAR, which vfio-pci marks mmap-capable (a BAR of at
+ * least a page, vfio_pci_probe_mmaps), and export checks only that the BAR
+ * is claimed, so the kernel must accept it like any other.
+ */
+const char *case_export_other_bars_whole(void)
+{
+	const char *why = db_need_export();
+	struct vfio_region_info info;
+	uint32_t n = 0;
+
+	if (why)
+		return why;
+	for (uint32_t i = 1; i < VFIO_PCI_ROM_REGION_INDEX; i++) {
+		if (i == RAM_BAR || vu_region_info(db.dev.device, i, &info) ||
+		    info.size == 0)
+			continue;
+		const struct db_range r[] = { { 0, info.size } };
+
+		ktap_diag("BAR%u: 0x%llx bytes, flags 0x%x", i,
+			  (unsigned long long)info.size, info.flags);
+		export_and_check(i, r, N(r));
+		n++;
+	}
+	if (n == 0)
+		return db_why("%s has no BAR besides BAR0 and the RAM BAR",
+			      db.dv.name);
 	return NULL;
 }

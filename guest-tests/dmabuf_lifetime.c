@@ -22,7 +22,7 @@
 #include "dmabuf_util.h"
 #include "ktap.h"
 
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define P DB_PAGE
 
 /* The buffer of lifetime_close_vfio_fds_revokes, for the next case. */
@@ -66,13 +66,13 @@ const char *case_lifetime_close_vfio_fds_revokes(void)
 	closed.ran = true;
 	/* Device, group and container fds; the device mmap still holds it. */
 	vu_close_device(&db.dev);
-	ktap_diag("VFIO fds closed; the BAR1 device mmap is the last VFIO "
+	ktap_diag("VFIO fds closed; the RAM BAR device mmap is the last VFIO "
 		  "mapping");
 	db_expect32(&closed.m, 0x490, v);
 	/* The last VFIO mapping goes: the device closes and revokes. */
 	db_munmap(&db.ref);
 	db.opened = false;
-	ktap_diag("BAR1 device mmap unmapped");
+	ktap_diag("RAM BAR device mmap unmapped");
 	db_expect_fault(&closed.m, 0x490);
 	db_expect_fault(&closed.m, P + 0x494);
 	return NULL;

@@ -61,7 +61,7 @@ static void *simulated_mmap(size_t len, uint64_t off, void *addr,
 			    const struct db_layout *buf)
 {
 	const struct vfio_region_info *info = buf->region == 0 ? &db.bar0 :
-					      &db.bar1;
+					      &db.ram;	/* the suite maps no other */
 	struct db_layout lay = *buf;
 	uint8_t *base = mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 			     (addr ? MAP_FIXED : 0), -1, 0);
@@ -88,26 +88,29 @@ static void *simulated_mmap(size_t len, uint64_t off, void *addr,
 
 /*
  * Where a mapping of len bytes whose first byte is BAR byte bar_off goes:
- * an address congruent to bar_off modulo DB_HUGE_ALIGN, inside a PROT_NONE
- * reservation (*res, *res_len) that the caller trims once the mapping is in.
- * The BARs are naturally aligned in guest-physical space, so every whole
- * 2 MiB block of the BAR in the mapping lands on a 2 MiB virtual block: the
- * kernel may map it with one PMD, and a huge entry pointing at the wrong
- * block shows in the data. A mapping at whatever address mmap picks would
- * mostly get 4 KiB entries and hide that class of bug.
+ * an address congruent to bar_off modulo the largest huge-entry size the
+ * mapping can hold (DB_PUD_ALIGN from 1 GiB up, else DB_HUGE_ALIGN), inside
+ * a PROT_NONE reservation (*res, *res_len) that the caller trims once the
+ * mapping is in. The BARs are naturally aligned in guest-physical space, so
+ * every whole 2 MiB (1 GiB) block of the BAR in the mapping lands on a
+ * 2 MiB (1 GiB) virtual block: the kernel may map it with one PMD (PUD),
+ * and a huge entry pointing at the wrong block shows in the data. A mapping
+ * at whatever address mmap picks would mostly get 4 KiB entries and hide
+ * that class of bug.
  */
 static uint8_t *aligned_slot(size_t len, uint64_t bar_off, uint8_t **res,
 			     size_t *res_len)
 {
+	const size_t align = len >= DB_PUD_ALIGN ? DB_PUD_ALIGN : DB_HUGE_ALIGN;
 	uintptr_t at;
 
-	*res_len = len + 2 * (size_t)DB_HUGE_ALIGN;
+	*res_len = len + 2 * align;
 	*res = mmap(NULL, *res_len, PROT_NONE,
 		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (*res == MAP_FAILED)
 		return NULL;
-	at = ((uintptr_t)*res + DB_HUGE_ALIGN - 1) & ~(uintptr_t)(DB_HUGE_ALIGN - 1);
-	return (uint8_t *)(at + (uintptr_t)(bar_off & (DB_HUGE_ALIGN - 1)));
+	at = ((uintptr_t)*res + align - 1) & ~(uintptr_t)(align - 1);
+	return (uint8_t *)(at + (uintptr_t)(bar_off & (align - 1)));
 }
 
 /* Give back the parts of the reservation the mapping [at, +len) left. */
@@ -267,9 +270,47 @@ bool db_expect32(const struct db_map *m, size_t off, uint32_t expected)
 			   expected, got);
 }
 
-bool db_expect_bar1(uint64_t bar_off, uint32_t expected)
+/*
+ * The device-fd mapping that holds RAM BAR byte bar_off: the reference when
+ * it covers it (the first 64 MiB), else that one page mapped for the
+ * occasion (*tmp, which the caller unmaps). *off is where in it.
+ */
+static const struct db_map *ref_for(uint64_t bar_off, struct db_map *tmp,
+				    size_t *off)
 {
-	return db_expect32(&db.ref, (size_t)bar_off, expected);
+	const uint64_t page = bar_off & ~(uint64_t)(DB_PAGE - 1);
+
+	tmp->base = NULL;
+	if (bar_off + 4 <= db.ref.len) {
+		*off = (size_t)bar_off;
+		return &db.ref;
+	}
+	if (!db_mmap_device(&db.ram, page, DB_PAGE, "RAM BAR page (device "
+			    "mmap)", tmp)) {
+		ktap_fail("device mmap of RAM BAR+0x%" PRIx64 ": %s", page,
+			  db_errno_name(errno));
+		return NULL;
+	}
+	*off = (size_t)(bar_off - page);
+	return tmp;
+}
+
+/* Write val at RAM BAR byte bar_off through the device fd, or expect it. */
+static bool ram_access(uint64_t bar_off, bool write, uint32_t val)
+{
+	struct db_map tmp;
+	size_t off;
+	const struct db_map *m = ref_for(bar_off, &tmp, &off);
+	bool ok = m && (write ? db_write32(m, off, val) :
+			db_expect32(m, off, val));
+
+	db_munmap(&tmp);
+	return ok;
+}
+
+bool db_expect_ram(uint64_t bar_off, uint32_t expected)
+{
+	return ram_access(bar_off, false, expected);
 }
 
 static bool expect_fault(const struct db_map *m, size_t off, bool memory_on)
@@ -331,7 +372,7 @@ bool db_write_check(const struct db_map *m, size_t off)
 	uint32_t v = db_next_value();
 
 	return db_write32(m, off, v) &&
-	       db_expect_bar1(db_bar_offset(&m->lay, off), v) &&
+	       db_expect_ram(db_bar_offset(&m->lay, off), v) &&
 	       db_expect32(m, off, v);
 }
 
@@ -339,7 +380,7 @@ bool db_ref_write_check(const struct db_map *m, size_t off)
 {
 	uint32_t v = db_next_value();
 
-	return db_write32(&db.ref, db_bar_offset(&m->lay, off), v) &&
+	return ram_access(db_bar_offset(&m->lay, off), true, v) &&
 	       db_expect32(m, off, v);
 }
 
@@ -347,8 +388,8 @@ int db_export_map(uint64_t bar_off, size_t len, const char *name,
 		  struct db_map *m)
 {
 	const struct db_range r[] = { { bar_off, len } };
-	struct db_layout lay = db_layout(VFIO_PCI_BAR1_REGION_INDEX, r, 1, 0);
-	int fd = db_export_ok(db.dev.device, VFIO_PCI_BAR1_REGION_INDEX, r, 1);
+	struct db_layout lay = db_layout(db.ram_bar, r, 1, 0);
+	int fd = db_export_ok(db.dev.device, db.ram_bar, r, 1);
 
 	if (fd < 0)
 		return -1;

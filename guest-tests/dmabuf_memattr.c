@@ -22,7 +22,7 @@
 #include "dmabuf_util.h"
 #include "ktap.h"
 
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define P DB_PAGE
 
 /* Two snapshots of the PAT list (a few tens of KiB each: not on the stack). */
@@ -31,14 +31,14 @@ static struct db_pat_list pat_before, pat_after;
 /* "[0x..-0x..) type" of a PAT entry, and whose it likely is. */
 static const char *pat_origin(const struct db_pat_entry *e)
 {
-	bool whole_bar = e->start == db.bar1_phys &&
-			 e->end == db.bar1_phys + db.bar1.size;
+	bool whole_bar = e->start == db.ram_phys &&
+			 e->end == db.ram_phys + db.ram.size;
 
 	if (!e->end)
 		return "no PAT reservation covers it, and a PFN nobody reserved "
 		       "is mapped uncached-minus";
 	return db_why("PAT reservation [0x%" PRIx64 "-0x%" PRIx64 ") %s%s",
-		      e->start, e->end, e->type, whole_bar ? ", all of BAR1, "
+		      e->start, e->end, e->type, whole_bar ? ", all of RAM_BAR, "
 		      "as vfio-pci reserves it when it opens the device (see "
 		      "open_device)" : "");
 }
@@ -51,8 +51,8 @@ static int map_touch(uint64_t bar_off, bool set_wc, struct db_map *m,
 		     uint32_t val[4])
 {
 	const struct db_range r[] = { { bar_off, 4 * P } };
-	struct db_layout lay = db_layout(BAR1, r, 1, 0);
-	int fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	struct db_layout lay = db_layout(RAM_BAR, r, 1, 0);
+	int fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 
 	if (fd < 0)
 		return -1;
@@ -78,7 +78,7 @@ static int map_touch(uint64_t bar_off, bool set_wc, struct db_map *m,
 static void check_touch(const struct db_map *m, const uint32_t val[4])
 {
 	for (uint32_t pg = 0; pg < 4; pg++) {
-		db_expect_bar1(db_bar_offset(&m->lay, pg * P + 0x400), val[pg]);
+		db_expect_ram(db_bar_offset(&m->lay, pg * P + 0x400), val[pg]);
 		db_expect32(m, pg * P + 0x400, val[pg]);
 	}
 }
@@ -102,7 +102,7 @@ const char *case_memattr_default_nc(void)
 	if (!pat_after.ok) {
 		ktap_diag("PAT: %s not readable", "x86/pat_memtype_list");
 	} else {
-		type = db_pat_lookup(&pat_after, db.bar1_phys + off, &e);
+		type = db_pat_lookup(&pat_after, db.ram_phys + off, &e);
 		ktap_diag("default mapping: %s", pat_origin(&e));
 		ktap_expect(strcmp(type, "uncached-minus") == 0, "PAT memtype "
 			    "of a default (NC) mapping: expected "
@@ -127,7 +127,7 @@ const char *case_memattr_default_nc(void)
 const char *case_memattr_set_wc(void)
 {
 	const struct db_range r[] = { { 8 * DB_MIB + 64 * P, 4 * P } };
-	struct db_layout lay = db_layout(BAR1, r, 1, 0);
+	struct db_layout lay = db_layout(RAM_BAR, r, 1, 0);
 	const char *why = db_need_memattr();
 	struct db_map nc, wc;
 	uint32_t v;
@@ -135,7 +135,7 @@ const char *case_memattr_set_wc(void)
 
 	if (why || (why = db_need_mmap()))
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	if (!db_mmap(fd, 4 * P, 0, NULL, &lay, "NC mapping", &nc)) {
@@ -152,7 +152,7 @@ const char *case_memattr_set_wc(void)
 		v = db_next_value();
 		if (db_write32(&wc, P + 0x410, v)) {
 			db_expect32(&nc, P + 0x410, v);
-			db_expect_bar1(r[0].offset + P + 0x410, v);
+			db_expect_ram(r[0].offset + P + 0x410, v);
 		}
 		v = db_next_value();
 		if (db_write32(&nc, 2 * P + 0x414, v))
@@ -178,7 +178,7 @@ const char *case_memattr_unknown_refused(void)
 
 	if (why)
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	DB_EXPECT_ERRNO("memattr 2", db_set_memattr(db.dev.device, fd, 2),
@@ -222,7 +222,7 @@ static const char *wc_from_ptes(const struct db_map *m, uint32_t pages)
 				      "after writing it (%s)", pg, detail);
 		if (strcmp(mode, "write-combining") != 0)
 			return db_why("MEMATTR=WC was accepted, but the page-"
-				      "table entry of page %u (BAR1+0x%" PRIx64
+				      "table entry of page %u (RAM BAR+0x%" PRIx64
 				      ") is %s: %s", pg,
 				      db_bar_offset(&m->lay, pg * P), mode,
 				      detail);
@@ -236,15 +236,15 @@ static const char *wc_from_pat(const struct db_map *m, uint32_t pages)
 	for (uint32_t pg = 0; pg < pages; pg++) {
 		uint64_t bar = db_bar_offset(&m->lay, pg * P);
 		struct db_pat_entry e, before;
-		const char *type = db_pat_lookup(&pat_after, db.bar1_phys + bar,
+		const char *type = db_pat_lookup(&pat_after, db.ram_phys + bar,
 						 &e);
 
-		ktap_diag("page %u (BAR1+0x%" PRIx64 ", phys 0x%" PRIx64 "): "
-			  "%s", pg, bar, db.bar1_phys + bar, pat_origin(&e));
+		ktap_diag("page %u (RAM BAR+0x%" PRIx64 ", phys 0x%" PRIx64 "): "
+			  "%s", pg, bar, db.ram_phys + bar, pat_origin(&e));
 		if (strcmp(type, "write-combining") == 0)
 			continue;
-		db_pat_lookup(&pat_before, db.bar1_phys + bar, &before);
-		return db_why("MEMATTR=WC was accepted, but x86 PAT maps BAR1+0x%"
+		db_pat_lookup(&pat_before, db.ram_phys + bar, &before);
+		return db_why("MEMATTR=WC was accepted, but x86 PAT maps RAM BAR+0x%"
 			      PRIx64 " %s, not write-combining (%s%s): a "
 			      "silent downgrade", bar, type, pat_origin(&e),
 			      before.end ? ", already there before the "
@@ -280,8 +280,8 @@ const char *case_memattr_wc_installed(void)
 		       "PAT off) and no page_tables/current_user "
 		       "(CONFIG_PTDUMP_DEBUGFS)";
 	if (pat_before.ok) {
-		db_pat_lookup(&pat_before, db.bar1_phys + off, &e);
-		ktap_diag("before the mapping, BAR1+0x%" PRIx64 ": %s", off,
+		db_pat_lookup(&pat_before, db.ram_phys + off, &e);
+		ktap_diag("before the mapping, RAM BAR+0x%" PRIx64 ": %s", off,
 			  pat_origin(&e));
 	}
 	fd = map_touch(off, true, &m, val);

@@ -2,8 +2,8 @@
  * dmabuf_mmap.c - DMABUF suite: mmap() of DMABUF fds (the series' feature)
  * and aliasing. Byte 0 of a buffer is byte 0 of its first range, the ranges
  * are concatenated, and an mmap offset indexes into the concatenation. Every
- * write is checked through the VFIO device-fd mapping of BAR1 at the offset
- * the ranges imply, and printed as a "# bar-write" line for the host.
+ * write is checked through the VFIO device-fd mapping of the RAM BAR at the
+ * offset the ranges imply, and printed as a "# bar-write" line for the host.
  *
  * All of this SKIPs on a kernel whose DMABUFs have no mmap (stock 7.3:
  * mmap() of the fd fails EINVAL, the dma-buf core's answer without an
@@ -22,7 +22,7 @@
 #include "ktap.h"
 
 #define BAR0 VFIO_PCI_BAR0_REGION_INDEX
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define N(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 #define P DB_PAGE
 
@@ -72,7 +72,7 @@ const char *case_mmap_whole_buffer(void)
 
 	if (why)
 		return why;
-	fd = export_map(BAR1, r, 1, 0, 16 * P, "dmabuf [1M, +64K)", &m);
+	fd = export_map(RAM_BAR, r, 1, 0, 16 * P, "dmabuf [1M, +64K)", &m);
 	if (fd < 0)
 		return NULL;
 	db_write_check(&m, 0x100);
@@ -94,24 +94,35 @@ const char *case_mmap_whole_buffer(void)
 	return NULL;
 }
 
-/* BAR0 identifies itself: ID at 0, liveness at 4, all ones elsewhere. */
+/*
+ * BAR0 identifies itself: the ID at 0, a read/write register (edu-plus's
+ * liveness check reads back inverted), and BAR0+0x1000 reads what a pread
+ * through the device fd reads there.
+ */
 const char *case_mmap_bar0_registers(void)
 {
-	const struct db_range whole[] = { { 0, DB_BAR0_SIZE } };
+	const struct db_range whole[] = { { 0, db.bar0.size } };
 	const struct db_range swapped[] = { { P, P }, { 0, P } };
 	const char *why = db_need_mmap();
 	struct db_map m;
-	uint32_t v = db_next_value();
+	uint32_t v = db_next_value(), at_4k;
 	int fd;
 
 	if (why)
 		return why;
-	fd = export_map(BAR0, whole, 1, 0, DB_BAR0_SIZE, "BAR0 dmabuf", &m);
+	if (!db.dv.regs_known)
+		return db_why("no BAR0 register facts for %04x:%04x (known: "
+			      "edu-plus, gpu)", db.dv.vendor, db.dv.device);
+	if (vu_pread32(db.dev.device, &db.bar0, P, &at_4k)) {
+		ktap_fail("pread of BAR0+0x1000: %s", vu_error());
+		return NULL;
+	}
+	fd = export_map(BAR0, whole, 1, 0, db.bar0.size, "BAR0 dmabuf", &m);
 	if (fd < 0)
 		return NULL;
-	db_expect32(&m, 0, DB_EDU_ID);
-	if (db_write32(&m, DB_EDU_LIVENESS, v))
-		db_expect32(&m, DB_EDU_LIVENESS, ~v);
+	db_expect32(&m, 0, db.dv.id);
+	if (db_write32(&m, db.dv.rw_reg, v))
+		db_expect32(&m, db.dv.rw_reg, v ^ db.dv.rw_xor);
 	db_munmap(&m);
 	close(fd);
 
@@ -120,8 +131,8 @@ const char *case_mmap_bar0_registers(void)
 			"BAR0 dmabuf {[4K,+4K), [0,+4K)}", &m);
 	if (fd < 0)
 		return NULL;
-	db_expect32(&m, P, DB_EDU_ID);
-	db_expect32(&m, 0, 0xffffffff);		/* BAR0+0x1000: no register */
+	db_expect32(&m, P, db.dv.id);
+	db_expect32(&m, 0, at_4k);		/* BAR0+0x1000 */
 	db_munmap(&m);
 	close(fd);
 	return NULL;
@@ -136,8 +147,8 @@ const char *case_mmap_nonzero_offset(void)
 
 	if (why)
 		return why;
-	/* Mapping byte 0 is buffer byte 4 pages: BAR1 2M + 16K. */
-	fd = export_map(BAR1, r, 1, 4 * P, 8 * P, "dmabuf [2M,+64K) @16K", &m);
+	/* Mapping byte 0 is buffer byte 4 pages: RAM BAR 2M + 16K. */
+	fd = export_map(RAM_BAR, r, 1, 4 * P, 8 * P, "dmabuf [2M,+64K) @16K", &m);
 	if (fd < 0)
 		return NULL;
 	db_write_check(&m, 0x110);
@@ -160,7 +171,7 @@ const char *case_mmap_past_end_refused(void)
 
 	if (why)
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	mmap_refused("5 pages of a 4-page buffer", fd, 5 * P, 0, MAP_SHARED);
@@ -178,7 +189,7 @@ const char *case_mmap_offset_past_end_refused(void)
 
 	if (why)
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	mmap_refused("offset = size", fd, P, 4 * P, MAP_SHARED);
@@ -197,7 +208,7 @@ const char *case_mmap_private_refused(void)
 
 	if (why)
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	mmap_refused("MAP_PRIVATE", fd, P, 0, MAP_PRIVATE);
@@ -229,7 +240,7 @@ const char *case_mmap_multi_range_layout(void)
 		if (!db_write32(&db.ref, base + pg * P + in, sentinel[pg]))
 			return NULL;
 	}
-	fd = export_map(BAR1, r, N(r), 0, 5 * P, "dmabuf 3 ranges", &m);
+	fd = export_map(RAM_BAR, r, N(r), 0, 5 * P, "dmabuf 3 ranges", &m);
 	if (fd < 0)
 		return NULL;
 	for (uint32_t k = 0; k < 5; k++) {
@@ -238,10 +249,10 @@ const char *case_mmap_multi_range_layout(void)
 		db_expect32(&m, k * P + in, sentinel[bar_page[k]]);
 		val[k] = db_next_value();
 		if (db_write32(&m, k * P + in, val[k]))
-			db_expect_bar1(base + bar_page[k] * P + in, val[k]);
+			db_expect_ram(base + bar_page[k] * P + in, val[k]);
 	}
 	for (uint32_t i = 0; i < N(skipped); i++)
-		db_expect_bar1(base + skipped[i] * P + in, sentinel[skipped[i]]);
+		db_expect_ram(base + skipped[i] * P + in, sentinel[skipped[i]]);
 	/* From buffer page 3 on: BAR pages 1 and 5. */
 	if (map_more(fd, &m, 3 * P, 2 * P, "dmabuf 3 ranges @12K", &tail)) {
 		db_expect32(&tail, in, val[3]);
@@ -262,7 +273,7 @@ const char *case_alias_vfio_device_mmap(void)
 
 	if (why)
 		return why;
-	fd = export_map(BAR1, r, 1, 0, 4 * P, "dmabuf [4M,+16K)", &m);
+	fd = export_map(RAM_BAR, r, 1, 0, 4 * P, "dmabuf [4M,+16K)", &m);
 	if (fd < 0)
 		return NULL;
 	db_write_check(&m, P + 0x300);
@@ -284,10 +295,10 @@ const char *case_alias_two_dmabufs(void)
 
 	if (why)
 		return why;
-	ff = export_map(BAR1, rf, 1, 0, 4 * P, "dmabuf F", &f);
+	ff = export_map(RAM_BAR, rf, 1, 0, 4 * P, "dmabuf F", &f);
 	if (ff < 0)
 		return NULL;
-	fg = export_map(BAR1, rg, 1, 0, 4 * P, "dmabuf G", &g);
+	fg = export_map(RAM_BAR, rg, 1, 0, 4 * P, "dmabuf G", &g);
 	if (fg >= 0) {
 		v = db_next_value();
 		if (db_write32(&f, 2 * P + 0x310, v))
@@ -295,7 +306,7 @@ const char *case_alias_two_dmabufs(void)
 		v = db_next_value();
 		if (db_write32(&g, P + 0x314, v)) {
 			db_expect32(&f, 3 * P + 0x314, v);
-			db_expect_bar1(5 * DB_MIB + 3 * P + 0x314, v);
+			db_expect_ram(5 * DB_MIB + 3 * P + 0x314, v);
 		}
 		db_munmap(&g);
 		close(fg);
@@ -315,7 +326,7 @@ const char *case_alias_two_mmaps_one_dmabuf(void)
 
 	if (why)
 		return why;
-	fd = export_map(BAR1, r, 1, 0, 4 * P, "dmabuf H", &m1);
+	fd = export_map(RAM_BAR, r, 1, 0, 4 * P, "dmabuf H", &m1);
 	if (fd < 0)
 		return NULL;
 	if (map_more(fd, &m1, P, 2 * P, "dmabuf H @4K", &m2)) {
@@ -325,7 +336,7 @@ const char *case_alias_two_mmaps_one_dmabuf(void)
 		v = db_next_value();
 		if (db_write32(&m2, 0x324, v)) {
 			db_expect32(&m1, P + 0x324, v);
-			db_expect_bar1(6 * DB_MIB + P + 0x324, v);
+			db_expect_ram(6 * DB_MIB + P + 0x324, v);
 		}
 		db_munmap(&m2);
 	}
@@ -346,12 +357,12 @@ const char *case_alias_overlapping_ranges(void)
 
 	if (why)
 		return why;
-	fd = export_map(BAR1, r, N(r), 0, 4 * P, "dmabuf overlapping", &m);
+	fd = export_map(RAM_BAR, r, N(r), 0, 4 * P, "dmabuf overlapping", &m);
 	if (fd < 0)
 		return NULL;
 	if (db_write32(&m, P + 0x330, v)) {
 		db_expect32(&m, 2 * P + 0x330, v);
-		db_expect_bar1(base + P + 0x330, v);
+		db_expect_ram(base + P + 0x330, v);
 	}
 	db_write_check(&m, 3 * P + 0x334);		/* BAR page base + 2 */
 	db_munmap(&m);
@@ -390,7 +401,7 @@ const char *case_partial_munmap_split(void)
 
 	if (why)
 		return why;
-	fd = export_map(BAR1, r, 1, 0, 8 * P, "dmabuf [7M,+32K)", &m);
+	fd = export_map(RAM_BAR, r, 1, 0, 8 * P, "dmabuf [7M,+32K)", &m);
 	if (fd < 0)
 		return NULL;
 	/* Punch out pages 2-3: two VMAs, [0, 2) and [4, 8). */

@@ -15,7 +15,7 @@
  * toggle or a reset: its mappings fault, a second revoke says EBADFD, and
  * mmap is refused.
  *
- * Every case leaves the command register as it found it. BAR1 bytes:
+ * Every case leaves the command register as it found it. RAM BAR bytes:
  * 12 MiB + 256 KiB (reset), 13 MiB (DMABUF memory toggles), 14-16 MiB and
  * 22-24 MiB (device-fd memory toggles), 26 MiB (permanent revokes); in-page
  * offsets 0x470-0x47f and 0x540-0x5bf.
@@ -32,12 +32,12 @@
 #include "dmabuf_util.h"
 #include "ktap.h"
 
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define P DB_PAGE
 #define PCI_COMMAND		0x04
 #define PCI_COMMAND_MEMORY	0x2
 
-/* A fresh value at a BAR1 offset through the reference (memory is on). */
+/* A fresh value at a RAM BAR offset through the reference (memory is on). */
 static void settle(uint64_t bar_off)
 {
 	db_write32(&db.ref, bar_off, db_next_value());
@@ -149,7 +149,7 @@ const char *case_lifetime_memory_enable_restores_dmabuf(void)
 
 static bool map_device(uint64_t bar_off, const char *name, struct db_map *m)
 {
-	if (db_mmap_device(&db.bar1, bar_off, DB_HUGE_ALIGN, name, m))
+	if (db_mmap_device(&db.ram, bar_off, DB_HUGE_ALIGN, name, m))
 		return true;
 	ktap_fail("mmap of %s: %s", name, db_errno_name(errno));
 	return false;
@@ -170,7 +170,7 @@ const char *case_lifetime_memory_disable_revokes_device_mmap(void)
 	if (db_write_check(&m, probe[0]) && memory_off(&cmd)) {
 		for (size_t i = 0; i < 2; i++)
 			db_expect_fault_memory_off(&m, probe[i]);
-		/* The offset-0 mapping of all of BAR1, too. */
+		/* The offset-0 mapping of all of RAM_BAR, too. */
 		db_expect_fault_memory_off(&db.ref, off + 5 * P + 0x568);
 		if (memory_on(cmd)) {
 			for (size_t i = 0; i < 2; i++)
@@ -244,9 +244,9 @@ static void revoke_then(uint64_t off, const char *event,
 {
 	struct db_map m = { .base = NULL };
 	const struct db_range r[] = { { off, 2 * P } };
-	struct db_layout lay = db_layout(BAR1, r, 1, 0);
+	struct db_layout lay = db_layout(RAM_BAR, r, 1, 0);
 	const char *why;
-	int fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	int fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 
 	if (fd < 0)
 		return;
@@ -337,7 +337,7 @@ const char *case_lifetime_reset_restores_dmabuf(void)
 		if (why) {
 			ktap_fail("%s", why);
 		} else {
-			/* edu-plus keeps BAR1 across a function reset. */
+			/* edu-plus and the gpu keep their RAM BAR across a reset. */
 			db_expect32(&m, 0x470, v);
 			db_write_check(&m, P + 0x474);
 		}

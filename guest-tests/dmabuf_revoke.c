@@ -9,7 +9,6 @@
  * After a revoke every existing mapping of the buffer faults (SIGBUS) while
  * other buffers of the same BAR bytes, and the device mmap, keep working.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -23,7 +22,7 @@
 #include "dmabuf_util.h"
 #include "ktap.h"
 
-#define BAR1 VFIO_PCI_BAR1_REGION_INDEX
+#define RAM_BAR db.ram_bar
 #define P DB_PAGE
 
 static bool revoke_ok(int fd, const char *what)
@@ -38,8 +37,8 @@ static bool revoke_ok(int fd, const char *what)
 static int export_4p(uint64_t bar_off, struct db_map *m, const char *name)
 {
 	const struct db_range r[] = { { bar_off, 4 * P } };
-	struct db_layout lay = db_layout(BAR1, r, 1, 0);
-	int fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	struct db_layout lay = db_layout(RAM_BAR, r, 1, 0);
+	int fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 
 	m->base = NULL;
 	if (fd < 0 || !db.mmap_ok)
@@ -84,7 +83,7 @@ const char *case_revoke_sigbus_all_mappings(void)
 		/* Not revoked: B and the device mmap still see the bytes. */
 		for (uint32_t pg = 0; pg < 4; pg++) {
 			db_expect32(&b, pg * P + 0x420, v[pg]);
-			db_expect_bar1(off + pg * P + 0x420, v[pg]);
+			db_expect_ram(off + pg * P + 0x420, v[pg]);
 		}
 	}
 	db_munmap(&a2);
@@ -105,7 +104,7 @@ const char *case_revoke_twice_ebadfd(void)
 
 	if (why)
 		return why;
-	fd = db_export_ok(db.dev.device, BAR1, r, 1);
+	fd = db_export_ok(db.dev.device, RAM_BAR, r, 1);
 	if (fd < 0)
 		return NULL;
 	if (revoke_ok(fd, "a fresh buffer"))
@@ -136,55 +135,25 @@ const char *case_revoke_non_dmabuf_einval(void)
 	return NULL;
 }
 
-/* Another device bound to vfio-pci in this VM, or NULL. */
-static bool other_vfio_device(char bdf[VU_BDF_LEN])
-{
-	DIR *d = opendir("/sys/bus/pci/drivers/vfio-pci");
-	struct dirent *e;
-	bool found = false;
-
-	while (d && !found && (e = readdir(d))) {
-		/* Devices are the "dddd:bb:dd.f" links. */
-		if (strlen(e->d_name) == 12 && e->d_name[4] == ':' &&
-		    strcmp(e->d_name, db.bdf) != 0) {
-			memcpy(bdf, e->d_name, 13);
-			found = true;
-		}
-	}
-	if (d)
-		closedir(d);
-	return found;
-}
-
 const char *case_revoke_other_device_enodev(void)
 {
 	const struct db_range r[] = { { 0, P } };
-	struct vu_device other = VU_DEVICE_INIT;
-	struct vfio_region_info info;
 	const char *why = db_need_revoke();
-	char bdf[VU_BDF_LEN];
-	int fd = -1;
+	struct db_other other;
+	int fd;
 
-	if (why)
+	if (why || (why = db_open_other(&other)))
 		return why;
-	if (!other_vfio_device(bdf))
-		return "no second VFIO device in this VM (only edu-plus is "
-		       "bound to vfio-pci)";
-	if (vu_open_device(bdf, &other))
-		return db_why("second VFIO device %s: %s", bdf, vu_error());
-	for (uint32_t i = 0; fd < 0 && i < VFIO_PCI_ROM_REGION_INDEX; i++)
-		if (!vu_region_info(other.device, i, &info) &&
-		    info.size >= P)
-			fd = db_export(other.device, i, r, 1);
-	if (fd < 0) {
-		vu_close_device(&other);
-		return db_why("%s has no BAR to export a DMABUF of", bdf);
+	if (other.dev.device < 0)
+		return NULL;	/* reported */
+	fd = db_export_ok(other.dev.device, other.ram.index, r, 1);
+	if (fd >= 0) {
+		ktap_diag("DMABUF of %s (%s)", other.bdf, other.name);
+		DB_EXPECT_ERRNO("revoke of another device's DMABUF",
+				db_revoke(db.dev.device, fd), ENODEV);
+		close(fd);
 	}
-	ktap_diag("DMABUF of %s", bdf);
-	DB_EXPECT_ERRNO("revoke of another device's DMABUF",
-			db_revoke(db.dev.device, fd), ENODEV);
-	close(fd);
-	vu_close_device(&other);
+	vu_close_device(&other.dev);
 	return NULL;
 }
 
@@ -247,7 +216,7 @@ const char *case_revoke_fresh_export_works(void)
 				db_expect32(&b, pg * P + 0x430, v[pg]);
 			v[0] = db_next_value();
 			if (db_write32(&b, 0x434, v[0]))
-				db_expect_bar1(off + 0x434, v[0]);
+				db_expect_ram(off + 0x434, v[0]);
 			db_munmap(&b);
 			close(fb);
 		}

@@ -302,10 +302,10 @@ static bool detect(const char *name, uint32_t num, bool from_hdr,
 static void detect_mmap(void)
 {
 	struct db_range r = { 0, DB_PAGE };
-	struct db_layout lay = db_layout(VFIO_PCI_BAR1_REGION_INDEX, &r, 1, 0);
+	struct db_layout lay = db_layout(db.ram_bar, &r, 1, 0);
 	struct db_map m;
 	uint32_t v;
-	int fd = db_export(db.dev.device, VFIO_PCI_BAR1_REGION_INDEX, &r, 1);
+	int fd = db_export(db.dev.device, db.ram_bar, &r, 1);
 
 #ifdef DB_SIMULATE_MMAP
 	ktap_diag("DB_SIMULATE_MMAP: DMABUF mappings are SIMULATED with pieces "
@@ -313,7 +313,7 @@ static void detect_mmap(void)
 #endif
 
 	if (fd < 0) {
-		ktap_fail("export of BAR1 [0, 4 KiB): %s", db_errno_name(errno));
+		ktap_fail("export of the RAM BAR [0, 4 KiB): %s", db_errno_name(errno));
 		db.mmap_skip = "needs feature_probe";
 		return;
 	}

@@ -15,9 +15,10 @@
  * db_write32(), which prints, after the store completed,
  *	# bar-write region=<index> offset=0x<BAR offset> value=0x<u32>
  * where the offset is what the buffer's ranges imply, not what the kernel
- * did. The host compares the last value per offset of region 1 with the
- * server's own BAR1 memory. Region 0 lines name the liveness register
- * (BAR0+0x4), which reads back as the inverse of the value.
+ * did. The host compares the last value per offset of the RAM BAR's region
+ * with the server's own memory behind that BAR. Region 0 lines name the
+ * device's read/write register (struct db_device: edu-plus's liveness
+ * register reads back inverted, the gpu's scratch register as written).
  */
 #ifndef EDU_PLUS_DMABUF_UTIL_H
 #define EDU_PLUS_DMABUF_UTIL_H
@@ -31,13 +32,50 @@
 
 #define DB_PAGE			4096u
 #define DB_MIB			(1u << 20)
-#define DB_EDU_VENDOR		0x1234
-#define DB_EDU_DEVICE		0x11e8
-#define DB_EDU_ID		0x010000edu	/* BAR0+0x00 */
-#define DB_EDU_LIVENESS		0x04		/* reads back ~value */
-#define DB_BAR0_SIZE		(1u << 20)
-#define DB_BAR1_SIZE		(64u << 20)
+#define DB_GIB			(1ull << 30)
 #define DB_MAX_RANGES		8
+/*
+ * The cases use RAM BAR bytes below 64 MiB (dmabuf_cases.h), so the RAM BAR
+ * must be at least that big; edu-plus's BAR1 is exactly that.
+ */
+#define DB_RAM_MIN		(64u << 20)
+
+/*
+ * What the suite knows about a device beyond what VFIO reports: which BAR
+ * is plain memory (RAM, VRAM) that the cases carve up, and two BAR0
+ * registers that identify the device through any mapping. The suite runs
+ * against any device with such a BAR; the register facts come from the
+ * table in dmabuf_device_table.c (edu-plus, the GPU-like device).
+ */
+struct db_device {
+	const char *name;
+	uint16_t vendor, device;
+	int ram_bar;		/* region index of the RAM BAR; -1: probe */
+	uint64_t bar0_size;	/* 0: not known */
+	bool regs_known;	/* id and rw_reg below are valid */
+	uint32_t id;		/* BAR0+0 reads this */
+	uint32_t rw_reg;	/* a BAR0 register that keeps what is written */
+	uint32_t rw_xor;	/* ...and reads back value ^ rw_xor */
+};
+
+/* The known device with these ids, or NULL. */
+const struct db_device *db_known_device(uint16_t vendor, uint16_t device);
+
+/*
+ * The command line: [VENDOR:DEVICE | BDF] [RAM_BAR]. 0 to go on; 1 when
+ * --help was printed; 2 after a usage error on stderr.
+ */
+int db_parse_args(int argc, char **argv);
+
+/*
+ * Find the device the command line names and fill db.bdf and db.dv: 0, or
+ * -1 with vu_error() saying what is missing.
+ */
+int db_pick_device(void);
+
+/* The first known device present in this guest other than bdf, or NULL. */
+const struct db_device *db_other_known_device(const char *bdf,
+					      char other[VU_BDF_LEN]);
 
 /* One range of a DMABUF: [offset, offset + length) of the BAR. */
 struct db_range {
@@ -70,10 +108,18 @@ enum db_revoke_kind { DB_REVOKE_NONE, DB_REVOKE_V3_FEATURE, DB_REVOKE_V2_IOCTL }
 struct db_state {
 	bool opened;
 	char bdf[VU_BDF_LEN];
+	/* The command line (db_parse_args), then what it found. */
+	uint16_t want_vendor, want_device;
+	const char *want_bdf;		/* or NULL */
+	int ram_bar_arg;		/* -1: not given */
+	struct db_device dv;		/* the device under test */
+	uint32_t ram_bar;		/* region index of the RAM BAR */
 	struct vu_device dev;
-	struct vfio_region_info bar0, bar1;
-	uint64_t bar1_phys;		/* guest-physical BAR1 start (sysfs) */
-	struct db_map ref;		/* device-fd mmap of all of BAR1 */
+	struct vfio_region_info bar0, ram;
+	uint64_t ram_phys;		/* guest-physical RAM BAR start (sysfs) */
+	/* device-fd mmap of the RAM BAR's first DB_RAM_MIN bytes: the part
+	   the cases use (a 4 GiB VRAM BAR is never mapped whole) */
+	struct db_map ref;
 	bool export_ok;			/* DMA_BUF feature present */
 	const char *export_skip;
 	bool mmap_ok;			/* mmap of a DMABUF fd works */
@@ -96,6 +142,23 @@ const char *db_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * one of 4 buffers used in turn, so up to 4 may appear in one call).
  */
 const char *db_errno_name(int err);
+
+/* ---- a second device, for the cross-device cases ---- */
+
+struct db_other {
+	char bdf[VU_BDF_LEN];
+	const char *name;
+	struct vu_device dev;		/* .device < 0: not opened */
+	struct vfio_region_info ram;	/* its RAM BAR */
+};
+
+/*
+ * Open another device of this VM through its own container: one already
+ * bound to vfio-pci, else a known device present (bound here). Returns a
+ * skip reason when there is none; NULL otherwise, with o->dev.device < 0
+ * after a failure it reported (ktap_fail).
+ */
+const char *db_open_other(struct db_other *o);
 
 /* ---- ioctls ---- */
 
@@ -160,10 +223,13 @@ uint64_t db_bar_offset(const struct db_layout *lay, uint64_t off);
 
 /*
  * Mappings are placed so that virtual and BAR addresses agree modulo
- * DB_HUGE_ALIGN (a PMD's reach): the kernel may then use huge entries, and
- * a huge entry that points at the wrong block shows in the data.
+ * DB_HUGE_ALIGN (a PMD's reach), or DB_PUD_ALIGN for mappings of 1 GiB or
+ * more: the kernel may then use huge entries, and a huge entry that points
+ * at the wrong block shows in the data.
  */
 #define DB_HUGE_ALIGN		(2u << 20)
+/* A PUD's reach: mappings of 1 GiB or more are placed modulo this. */
+#define DB_PUD_ALIGN		(1ul << 30)
 
 /*
  * mmap len bytes of a DMABUF fd at byte offset off (MAP_SHARED, RW), at
@@ -196,8 +262,8 @@ bool db_write32(const struct db_map *m, size_t off, uint32_t val);
 /* A read that must work and give expected; fails the case otherwise. */
 bool db_expect32(const struct db_map *m, size_t off, uint32_t expected);
 
-/* The same through the device-fd reference mapping of BAR1. */
-bool db_expect_bar1(uint64_t bar_off, uint32_t expected);
+/* The same through the device-fd reference mapping of the RAM BAR. */
+bool db_expect_ram(uint64_t bar_off, uint32_t expected);
 
 /*
  * An access that must fault (revoked mapping): a read, then a write of a
@@ -231,8 +297,8 @@ bool db_write_check(const struct db_map *m, size_t off);
 bool db_ref_write_check(const struct db_map *m, size_t off);
 
 /*
- * Export [bar_off, +len) of BAR1 and map it whole (db_mmap): the DMABUF fd,
- * or -1 after failing the case.
+ * Export [bar_off, +len) of the RAM BAR and map it whole (db_mmap): the
+ * DMABUF fd, or -1 after failing the case.
  */
 int db_export_map(uint64_t bar_off, size_t len, const char *name,
 		  struct db_map *m);

@@ -21,9 +21,30 @@ export interface DmaChannel {
 /** Mappings up to this size (guest RAM of test VMs is 1 GiB) get one cached view; larger ones a view per transfer. */
 const WHOLE_VIEW_LIMIT = 1n << 30n;
 
+/** Guest addresses below this are exact as numbers. */
+const EXACT_IN_NUMBERS = 1n << 53n;
+
+/** What a transfer finished synchronously returns (one settled promise shared by all). */
+const SETTLED: Promise<void> = Promise.resolve();
+
+/** The mapping copyDirect used last, with its window in numbers (all exact: below 2^53). */
+interface DirectHit {
+  /** The table's generation when cached: any unmap since makes it stale. */
+  readonly generation: number;
+  readonly low: bigint;
+  readonly high: bigint;
+  readonly highNumber: number;
+  /** File offset minus guest address: added to an address to find its byte in the view. */
+  readonly delta: number;
+  readonly view: Uint8Array;
+  readonly readable: boolean;
+  readonly writable: boolean;
+}
+
 export class ServerDma implements DmaAccess {
   /** Bytes moved by each path (mapped, copied through the fd, messages), for tests and benchmarks. */
   readonly moved = { direct: 0, copied: 0, messages: 0 };
+  private hit: DirectHit | null = null;
 
   constructor(
     private readonly table: DmaMapTable,
@@ -83,15 +104,68 @@ export class ServerDma implements DmaAccess {
     this.moved.copied += data.byteLength;
   }
 
-  async read(address: bigint, length: number): Promise<Uint8Array> {
+  /**
+   * The fast path: when one mapping of a sealed (hence mmapped) file holds the whole transfer
+   * and allows it, copies it at once and returns true; otherwise returns false and leaves every
+   * check and error to the general path. The mapping last used is kept in plain numbers (hit),
+   * so a device working inside one mapping pays no tree lookup and no bigint arithmetic, and
+   * the caller gets an already-settled promise rather than an async frame: at 64 KiB those
+   * per-call costs were a third of the time.
+   */
+  private copyDirect(address: bigint, data: Uint8Array, write: boolean): boolean {
+    const length = data.byteLength;
+    if (length === 0) return false;
+    let hit = this.hit;
+    if (!hit || hit.generation !== this.table.generation || address < hit.low || address >= hit.high) {
+      hit = this.hitFor(address, length);
+      if (!hit) return false;
+    }
+    const at = Number(address); // exact: below hit.high, itself at most 2^53
+    if (at + length > hit.highNumber || !(write ? hit.writable : hit.readable)) return false;
+    const start = at + hit.delta;
+    if (write) hit.view.set(data, start);
+    else data.set(hit.view.subarray(start, start + length));
+    this.moved.direct += length;
+    return true;
+  }
+
+  /** Caches the mapping holding [address, address+length) for copyDirect, if it qualifies. */
+  private hitFor(address: bigint, length: number): DirectHit | null {
+    const region = this.table.covering(address, BigInt(length));
+    const file = region?.file;
+    if (!region || !file || file.addr === 0n || file.size > WHOLE_VIEW_LIMIT) return null;
+    const high = region.address + region.size;
+    if (high > EXACT_IN_NUMBERS) return null;
+    file.view ??= new Uint8Array(viewOf(file.addr, Number(file.size)));
+    this.hit = {
+      generation: this.table.generation,
+      low: region.address,
+      high,
+      highNumber: Number(high),
+      delta: Number(region.fileOffset) - Number(region.address),
+      view: file.view,
+      readable: region.readable,
+      writable: region.writable && file.writable,
+    };
+    return this.hit;
+  }
+
+  read(address: bigint, length: number): Promise<Uint8Array> {
     // Every byte is written before the buffer is returned: no need to zero it first.
     const raw = Buffer.allocUnsafeSlow(length); // never pooled: the array below owns it alone
     const out = new Uint8Array(raw.buffer, raw.byteOffset, length);
-    await this.readInto(address, out);
-    return out;
+    return this.readInto(address, out).then(() => out);
   }
 
-  async readInto(address: bigint, out: Uint8Array): Promise<void> {
+  readInto(address: bigint, out: Uint8Array): Promise<void> {
+    return this.copyDirect(address, out, false) ? SETTLED : this.readPieces(address, out);
+  }
+
+  write(address: bigint, data: Uint8Array): Promise<void> {
+    return this.copyDirect(address, data, true) ? SETTLED : this.writePieces(address, data);
+  }
+
+  private async readPieces(address: bigint, out: Uint8Array): Promise<void> {
     const length = out.byteLength;
     const pieces = this.plan(address, length, false);
     let at = 0;
@@ -107,7 +181,7 @@ export class ServerDma implements DmaAccess {
     }
   }
 
-  async write(address: bigint, data: Uint8Array): Promise<void> {
+  private async writePieces(address: bigint, data: Uint8Array): Promise<void> {
     let at = 0;
     for (const p of this.plan(address, data.byteLength, true)) {
       const n = Number(p.length);

@@ -2,12 +2,16 @@
  * The client's DMA mappings (guest memory the device may access).
  *
  * With a vIOMMU QEMU sends one DMA_MAP per 4 KiB page, each with an fd of the same guest-RAM
- * memfd, so the table is a sorted array searched by binary search, and each distinct backing
- * file (identified by fstat's dev/ino) is mmapped once and shared by every mapping into it.
+ * memfd: a guest pinning 1 GiB sends 262,144 of them. So the mappings live in a balanced tree
+ * (iova-tree.ts: O(log n) insert, remove and lookup), and each distinct backing file
+ * (identified by fstat's dev/ino) is mmapped once and shared by every mapping into it: a map
+ * costs one fstat and one close of the fd it came with, never an mmap (262,144 mmaps would
+ * pass the kernel's vm.max_map_count, 65,530 by default) nor a kept descriptor.
  * Mappings without an fd are kept too: the device reaches them through DMA_READ/DMA_WRITE.
  */
 import type { DmaMap, DmaUnmap } from './codec.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
+import { IovaTree, type IovaNode, unlinked } from './iova-tree.ts';
 import { PROT_READ, PROT_WRITE, Seal, closeQuietly, fileSeals, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';
 import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';
 
@@ -16,9 +20,10 @@ const U64_MAX = (1n << 64n) - 1n;
 /**
  * How many mappings the table holds by default: a guest of 4 GiB mapped page by page, as a
  * vIOMMU makes QEMU send it (the kernel's VFIO selftests pin 1 GiB + 2 MiB in one test, about
- * 262,000 maps). A mapping costs the server roughly 200 bytes of JavaScript state (the region
- * object with its two bigints and its slot in the sorted array): 1 Mi maps are ~200 MiB, so a
- * hostile client cannot make the server grow without bound, yet a guest can map all its RAM.
+ * 262,000 maps). A mapping costs the server about 190 bytes of JavaScript heap (the tree node
+ * with its three bigints; bench/dma-maps.ts measures it): 1 Mi maps are ~190 MiB and a 1 GiB
+ * pin ~48 MiB, so a hostile client cannot make the server grow without bound, yet a guest can
+ * map all its RAM.
  */
 export const DEFAULT_MAX_DMA_MAPS = 1 << 20;
 
@@ -66,14 +71,22 @@ export interface DmaSegment {
   readonly length: bigint;
 }
 
+/** A mapping as the tree holds it. */
+type RegionNode = DmaRegion & IovaNode;
+
 export class DmaMapTable {
-  private readonly regions: DmaRegion[] = [];
+  private readonly regions = new IovaTree<RegionNode>();
   private readonly files = new Map<string, MappedFile>();
+  /**
+   * Bumped whenever a mapping goes (unmap, clear): whoever caches a DmaRegion or its file's view
+   * checks it still holds the number it cached with.
+   */
+  generation = 0;
 
   constructor(private readonly maxMaps: number) {}
 
   get count(): number {
-    return this.regions.length;
+    return this.regions.size;
   }
 
   get mappedFiles(): number {
@@ -82,57 +95,50 @@ export class DmaMapTable {
 
   /** All mappings, lowest address first. */
   list(): readonly DmaRegion[] {
-    return this.regions;
-  }
-
-  /** Index of the first region whose end is above `address`. */
-  private lowerBound(address: bigint): number {
-    let lo = 0;
-    let hi = this.regions.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const r = this.regions[mid]!;
-      if (r.address + r.size <= address) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return [...this.regions];
   }
 
   /**
-   * DMA_MAP. Takes ownership of `fd` (closed here on every path). Errors: EINVAL (flags, zero
-   * or overflowing range, range beyond the file), EEXIST (overlaps a mapping), ENOSPC (more than
-   * max_dma_maps), or the errno of a failed fstat/mmap.
+   * DMA_MAP. Takes ownership of `fd` (closed here on every path, unless it becomes the kept fd
+   * of a newly mapped file). Errors: EINVAL (flags, zero or overflowing range, range beyond the
+   * file), EEXIST (overlaps a mapping), ENOSPC (more than max_dma_maps), or the errno of a
+   * failed fstat/mmap.
    */
   add(req: DmaMap, fd: number | undefined): DmaRegion {
+    let kept = false;
     try {
       if (req.flags & ~(DmaMapFlags.READ | DmaMapFlags.WRITE)) invalid(`DMA_MAP unknown flags 0x${req.flags.toString(16)}`);
       if (req.size === 0n) invalid('DMA_MAP of zero bytes');
       if (req.address > U64_MAX - req.size + 1n) invalid('DMA_MAP range wraps around 2^64');
-      if (this.regions.length >= this.maxMaps) {
+      if (this.regions.size >= this.maxMaps) {
         throw new VfioUserError(Errno.ENOSPC, `DMA_MAP beyond max_dma_maps (${this.maxMaps})`);
       }
-      const at = this.lowerBound(req.address);
-      const next = this.regions[at];
+      const next = this.regions.firstEndingAfter(req.address);
       if (next && next.address < req.address + req.size) {
         throw new VfioUserError(
           Errno.EEXIST,
           `DMA_MAP [0x${req.address.toString(16)}, +0x${req.size.toString(16)}) overlaps [0x${next.address.toString(16)}, +0x${next.size.toString(16)})`,
         );
       }
-      const file = fd === undefined ? undefined : this.mapFile(fd, req);
-      const region: DmaRegion = {
+      let file: MappedFile | undefined;
+      if (fd !== undefined) {
+        file = this.mapFile(fd, req);
+        kept = file.fd === fd;
+      }
+      const region: RegionNode = {
         address: req.address,
         size: req.size,
         readable: (req.flags & DmaMapFlags.READ) !== 0,
         writable: (req.flags & DmaMapFlags.WRITE) !== 0,
         file,
         fileOffset: req.offset,
+        ...unlinked(),
       };
-      this.regions.splice(at, 0, region);
+      this.regions.insert(region);
       return region;
     } finally {
       // The first fd of a newly mapped file is kept by it; every other one is closed here.
-      if (fd !== undefined && ![...this.files.values()].some((f) => f.fd === fd)) closeQuietly([fd]);
+      if (fd !== undefined && !kept) closeQuietly([fd]);
     }
   }
 
@@ -189,23 +195,31 @@ export class DmaMapTable {
     if (req.size === 0n) invalid('DMA_UNMAP of zero bytes');
     if (req.address > U64_MAX - req.size + 1n) invalid('DMA_UNMAP range wraps around 2^64');
     const end = req.address + req.size;
-    const first = this.lowerBound(req.address);
-    let last = first;
-    while (last < this.regions.length && this.regions[last]!.address < end) last++;
-    if (first === last) return 0;
-    const head = this.regions[first]!;
-    const tail = this.regions[last - 1]!;
+    const head = this.regions.firstEndingAfter(req.address);
+    if (!head || head.address >= end) return 0;
+    // Check both edges before removing anything: a refused unmap leaves the table as it was.
+    let tail = head;
+    while (tail.next && tail.next.address < end) tail = tail.next as RegionNode;
     if (head.address < req.address || tail.address + tail.size > end) {
       invalid(`DMA_UNMAP [0x${req.address.toString(16)}, +0x${req.size.toString(16)}) would split a mapping`);
     }
-    const removed = this.regions.splice(first, last - first);
-    for (const r of removed) this.release(r);
-    return removed.length;
+    let removed = 0;
+    let r = head;
+    this.generation++;
+    for (;;) {
+      const next = r.next as RegionNode;
+      this.regions.delete(r);
+      this.release(r);
+      removed++;
+      if (r === tail) return removed;
+      r = next;
+    }
   }
 
   /** Unmaps everything (DMA_UNMAP ALL, and on disconnect). Returns the mappings removed. */
   clear(): number {
-    const removed = this.regions.splice(0, this.regions.length);
+    this.generation++;
+    const removed = this.regions.clear();
     for (const r of removed) this.release(r);
     return removed.length;
   }
@@ -222,6 +236,15 @@ export class DmaMapTable {
   }
 
   /**
+   * The one mapping holding all of [address, address+length), if one does (the common case:
+   * the device's transfer lies inside a single DMA_MAP). No allocation: the transfer fast path.
+   */
+  covering(address: bigint, length: bigint): DmaRegion | null {
+    const r = this.regions.firstEndingAfter(address);
+    return r && r.address <= address && address + length <= r.address + r.size ? r : null;
+  }
+
+  /**
    * The mappings covering [address, address+length) in order, one piece per mapping, or a
    * description of the first hole. A vIOMMU maps page by page, so one device transfer often
    * spans several adjacent mappings.
@@ -230,13 +253,13 @@ export class DmaMapTable {
     const pieces: DmaSegment[] = [];
     let at = address;
     const end = address + length;
-    let i = this.lowerBound(address);
+    let r = this.regions.firstEndingAfter(address);
     while (at < end) {
-      const r = this.regions[i++];
       if (!r || r.address > at) return { hole: at };
       const take = (r.address + r.size < end ? r.address + r.size : end) - at;
       pieces.push({ region: r, address: at, length: take });
       at += take;
+      r = r.next as RegionNode | null;
     }
     return { pieces };
   }

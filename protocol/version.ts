@@ -20,9 +20,11 @@ export interface ServerLimits {
 
 /**
  * The max_dma_maps we advertise is at most this: QEMU's client (hw/vfio-user/proxy.c,
- * check_max_dma) refuses a VERSION reply above its own default of 65535 and so would never
- * attach. It does not count its DMA_MAPs against the number either, so the table's real limit
- * (maxDmaMaps) can be higher and a vIOMMU guest can map more pages than it was told.
+ * check_max_dma) reads it as a u64 and refuses the whole VERSION reply when it exceeds its own
+ * default of 65535, so the device would never attach. QEMU only stores it (as the container's
+ * unsigned dma_max_mappings, read by virtio-mem's check for a warning); it never counts its
+ * DMA_MAPs against it, so the table's real limit (maxDmaMaps) can be higher and a vIOMMU guest
+ * can map more pages than it was told (docs/qemu-client.md, "DMA").
  */
 export const ADVERTISED_MAX_DMA_MAPS_CAP = 65535;
 

@@ -74,6 +74,34 @@ describe('server-issued DMA', () => {
     });
   }
 
+  it('copies through a mapping it just used only while that mapping lasts and allows the access', async () => {
+    const { server, client } = await connected();
+    const fd = memfdCreate('dma-guest-ram-cached', 0x4000n, { seals: Seal.SHRINK | Seal.SEAL });
+    const addr = mmapShared(fd, 0x4000n, 0n);
+    const mine = new Uint8Array(viewOf(addr, 0x4000));
+    mine.forEach((_, i) => (mine[i] = i & 0xff));
+    // Two page maps, the second read-only: a transfer across both is copied piece by piece.
+    await client.dmaMap({ address: 0x200000n, size: 0x1000n, offset: 0n, fd });
+    await client.dmaMap({ address: 0x201000n, size: 0x1000n, offset: 0x1000n, flags: 1, fd });
+    assert.deepEqual(await server.dmaAccess.read(0x200ff0n, 0x20), mine.slice(0xff0, 0x1010));
+    await server.dmaAccess.write(0x200000n, Uint8Array.of(0xee));
+    assert.equal(mine[0], 0xee);
+    await assert.rejects(server.dmaAccess.write(0x201000n, Uint8Array.of(1)), (e: unknown) => e instanceof DmaFault && /does not allow writes/.test(e.message));
+    assert.equal(mine[0x1000], 0x00, 'the refused write changed nothing');
+    // Unmapped right after use: the next access faults instead of reaching the old mapping.
+    await server.dmaAccess.read(0x200000n, 4);
+    await client.dmaUnmap(0x200000n, 0x1000n);
+    await assert.rejects(server.dmaAccess.read(0x200000n, 4), (e: unknown) => e instanceof DmaFault && /0x200000 is not DMA-mapped/.test(e.message));
+    // Mapped again at another file offset: the copy follows the new mapping.
+    await client.dmaMap({ address: 0x200000n, size: 0x1000n, offset: 0x2000n, fd });
+    assert.deepEqual([...(await server.dmaAccess.read(0x200000n, 2))], [0x00, 0x01]);
+    client.close();
+    await server.clientGone();
+    munmap(addr, 0x4000n);
+    close(fd);
+    server.close();
+  });
+
   it('faults, naming the address, outside any mapping and for writes to a read-only mapping', async () => {
     const { server, client } = await connected();
     await client.dmaMap({ address: 0x1000n, size: 0x1000n, flags: 1, memory: new Uint8Array(0x1000) });
