@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DmaMapTable } from '../protocol/dma.ts';
+import { DEFAULT_WAIT_MICROS } from '../protocol/request-wait.ts';
 import { DmaMapFlags } from '../protocol/wire.ts';
 import { buildC, type RunningServer, runClient, startServer } from './processes.ts';
 
@@ -75,9 +76,9 @@ export function cpuSecondsOf(pid: number): number {
 /** USER_HZ: Linux reports /proc times in 1/100 s on every architecture it runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** Our server (bench/serve-child.ts, the default 20 µs spin) on socketPath, in its own process. */
+/** Our server (bench/serve-child.ts, the default --wait-us) on socketPath, in its own process. */
 export function startTsServer(root: string, socketPath: string): Promise<RunningServer> {
-  return startServer([process.execPath, '--import', 'tsx', join(root, 'bench/serve-child.ts'), socketPath, '20'], root);
+  return startServer([process.execPath, '--import', 'tsx', join(root, 'bench/serve-child.ts'), socketPath, String(DEFAULT_WAIT_MICROS)], root);
 }
 
 /**

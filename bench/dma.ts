@@ -35,7 +35,8 @@ import { GUEST_RAM_SEALS, close, memfdCreate, mmapShared, munmap, viewOf } from 
 import { VfioUserServer } from '../protocol/server.ts';
 import { DmaMapFlags, PciRegion } from '../protocol/wire.ts';
 import { GUEST_PAGES, buildDmaMapClient, cpuSecondsOf, type DmaMapRun, heapBytesPerMap, measureDmaMaps, startTsServer } from './dma-maps.ts';
-import { stopServer } from './processes.ts';
+import { type RunningCPeer, startCPeer } from './c-peer.ts';
+import { type RunningServer, stopServer } from './processes.ts';
 import { medianOf } from './stats.ts';
 import type { Headline, Suite, SuiteContext, SuiteResult } from './suite.ts';
 
@@ -244,7 +245,7 @@ const dirName = (d: Direction | null) => (d === 'read' ? 'RAM → device' : d ==
 const per = (v: number) => Math.round(v).toLocaleString('en-US');
 
 /** A DMA_MAP run with the server's CPU time per message (maps and unmaps alike). */
-type MapRun = DmaMapRun & { readonly serverCpuMicrosPerOp: number };
+type MapRun = DmaMapRun & { readonly server: 'TS' | 'C'; readonly serverCpuMicrosPerOp: number };
 
 interface MapRows {
   readonly runs: MapRun[];
@@ -254,32 +255,38 @@ interface MapRows {
 function mapTable(rows: MapRows): { lines: string[]; headline: Headline[] } {
   const lines = [
     '',
-    `DMA_MAP at guest scale: ${GUEST_PAGES.toLocaleString('en-US')} × 4 KiB DMA_MAP with the guest-RAM memfd, then the same DMA_UNMAPs (1 GiB), C client → our server (own process, spin 20 µs)`,
-    'in flight  maps/s   unmaps/s  map s   unmap s  total s  goal ≤ 5 s  server CPU µs/msg  total s per repeat',
+    `DMA_MAP at guest scale: ${GUEST_PAGES.toLocaleString('en-US')} × 4 KiB DMA_MAP with the guest-RAM memfd, then the same DMA_UNMAPs (1 GiB), C client → our server (own process, default --wait-us) and → the C peer`,
+    'in flight  server  maps/s   unmaps/s  map s   unmap s  total s  TS ÷ C  goal ≤ 5 s  server CPU µs/msg  total s per repeat',
   ];
   const headline: Headline[] = [];
   for (const depth of MAP_DEPTHS) {
-    const runs = rows.runs.filter((r) => r.depth === depth);
-    const total = medianOf(runs.map((r) => r.totalSeconds));
-    const cells = [
-      String(depth).padEnd(9),
-      per(medianOf(runs.map((r) => r.mapsPerSecond))).padStart(7),
-      per(medianOf(runs.map((r) => r.unmapsPerSecond))).padStart(9),
-      medianOf(runs.map((r) => r.mapSeconds)).toFixed(2).padStart(6),
-      medianOf(runs.map((r) => r.unmapSeconds)).toFixed(2).padStart(8),
-      total.toFixed(2).padStart(7),
-      (total <= MAP_GOAL_SECONDS ? 'met' : 'missed').padEnd(10),
-      medianOf(runs.map((r) => r.serverCpuMicrosPerOp)).toFixed(1).padStart(16),
-      runs.map((r) => r.totalSeconds.toFixed(2)).join(' / '),
-    ];
-    lines.push(cells.join('  '));
-    headline.push({ label: `1 GiB of 4 KiB DMA_MAP + DMA_UNMAP, ${depth} in flight`, value: total, unit: 's', goal: MAP_GOAL_SECONDS, goalKind: 'max' });
+    const totalOf = (side: 'TS' | 'C') => medianOf(rows.runs.filter((r) => r.depth === depth && r.server === side).map((r) => r.totalSeconds));
+    for (const side of ['TS', 'C'] as const) {
+      const runs = rows.runs.filter((r) => r.depth === depth && r.server === side);
+      const total = totalOf(side);
+      const cells = [
+        String(depth).padEnd(9),
+        (side === 'TS' ? 'ours' : 'C peer').padEnd(6),
+        per(medianOf(runs.map((r) => r.mapsPerSecond))).padStart(7),
+        per(medianOf(runs.map((r) => r.unmapsPerSecond))).padStart(9),
+        medianOf(runs.map((r) => r.mapSeconds)).toFixed(2).padStart(6),
+        medianOf(runs.map((r) => r.unmapSeconds)).toFixed(2).padStart(8),
+        total.toFixed(2).padStart(7),
+        (side === 'TS' ? `${(total / totalOf('C')).toFixed(2)}×` : '').padStart(6),
+        (side === 'TS' ? (total <= MAP_GOAL_SECONDS ? 'met' : 'missed') : '').padEnd(10),
+        medianOf(runs.map((r) => r.serverCpuMicrosPerOp)).toFixed(1).padStart(16),
+        runs.map((r) => r.totalSeconds.toFixed(2)).join(' / '),
+      ];
+      lines.push(cells.join('  '));
+    }
+    headline.push({ label: `1 GiB of 4 KiB DMA_MAP + DMA_UNMAP, ${depth} in flight`, value: totalOf('TS'), unit: 's', goal: MAP_GOAL_SECONDS, goalKind: 'max' });
+    headline.push({ label: `the same, ours ÷ the C peer, ${depth} in flight`, value: totalOf('TS') / totalOf('C'), unit: 'ratio', goalKind: 'max' });
   }
   lines.push(
     `Server heap per mapping: ${rows.heapBytesPerMap.toFixed(0)} bytes (${((rows.heapBytesPerMap * GUEST_PAGES) / 2 ** 20).toFixed(0)} MiB for the 1 GiB pin); every map is accepted up to --max-dma-maps.`,
     'server CPU: user + system time of the server process over both phases ÷ their 524,288 messages; the rest of the wall time is waiting and wake-ups.',
     '1 in flight is how QEMU sends them under a vIOMMU (it waits for each reply), so that row also pays two socket wake-ups per map;',
-    'each map costs the server a recvmsg, an fstat and a close of the fd, and a sendmsg (the memfd is mmapped once, on its first map).',
+    'each map costs a server a recvmsg, an fstat and a close of the fd, and a sendmsg (ours mmaps the memfd once, on its first map; the C peer never maps it).',
   );
   return { lines, headline };
 }
@@ -345,20 +352,27 @@ function report(ctx: SuiteContext, all: Cell[], maps: MapRows): SuiteResult {
   };
 }
 
-/** One repeat of the DMA_MAP rows: a fresh server per depth, so each starts from an empty table. */
+/**
+ * One repeat of the DMA_MAP rows: per depth, our server and then the C peer (bench/c-peer.c),
+ * each fresh, so each starts from an empty table.
+ */
 async function mapRepeat(ctx: SuiteContext, client: string, dir: string, repeat: number): Promise<MapRun[]> {
   const runs: MapRun[] = [];
   for (const depth of MAP_DEPTHS) {
-    const socket = join(dir, `maps-${depth}.sock`);
-    const server = await startTsServer(root, socket);
-    try {
-      const cpu0 = cpuSecondsOf(server.child.pid!);
-      const run = await measureDmaMaps(client, socket, { depth, dir });
-      const serverCpuMicrosPerOp = ((cpuSecondsOf(server.child.pid!) - cpu0) / (2 * run.count)) * 1e6;
-      ctx.progress(`dma [${repeat}/${ctx.repeats}] DMA_MAP ×${GUEST_PAGES} depth ${depth}: ${per(run.mapsPerSecond)} maps/s, ${per(run.unmapsPerSecond)} unmaps/s, ${run.totalSeconds.toFixed(2)} s, server CPU ${serverCpuMicrosPerOp.toFixed(1)} µs per message`);
-      runs.push({ ...run, serverCpuMicrosPerOp });
-    } finally {
-      await stopServer(server);
+    for (const side of ['TS', 'C'] as const) {
+      const socket = join(dir, `maps-${side}-${depth}.sock`);
+      const server = side === 'TS' ? await startTsServer(root, socket) : await startCPeer(socket, { maxDmaMaps: GUEST_PAGES });
+      const pid = side === 'TS' ? (server as RunningServer).child.pid! : (server as RunningCPeer).pid;
+      try {
+        const cpu0 = cpuSecondsOf(pid);
+        const run = await measureDmaMaps(client, socket, { depth, dir });
+        const serverCpuMicrosPerOp = ((cpuSecondsOf(pid) - cpu0) / (2 * run.count)) * 1e6;
+        ctx.progress(`dma [${repeat}/${ctx.repeats}] DMA_MAP ×${GUEST_PAGES} depth ${depth} → ${side}: ${per(run.mapsPerSecond)} maps/s, ${per(run.unmapsPerSecond)} unmaps/s, ${run.totalSeconds.toFixed(2)} s, server CPU ${serverCpuMicrosPerOp.toFixed(1)} µs per message`);
+        runs.push({ ...run, server: side, serverCpuMicrosPerOp });
+      } finally {
+        if (side === 'TS') await stopServer(server as RunningServer);
+        else await (server as RunningCPeer).stop();
+      }
     }
   }
   return runs;

@@ -22,6 +22,7 @@ import {
   type FdWatch,
   closeQuietly,
   close as closeFd,
+  peerPid,
   setNonBlocking,
   setReceiveTimeout,
   shutdownSocket,
@@ -87,7 +88,8 @@ export class MessageChannel {
     this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.owner.onFailure(`send failed: ${err.message}`), opts.output);
     this.writer.onDrained = () => this.drained();
     this.decoder = new FrameDecoder(opts.maxMessageSize);
-    this.wait = new RequestWait(opts.waitMicros ?? 0);
+    // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for it.
+    this.wait = new RequestWait(opts.waitMicros && peerPid(fd) !== process.pid ? opts.waitMicros : 0);
   }
 
   get isOpen(): boolean {

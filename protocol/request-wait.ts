@@ -17,6 +17,8 @@
  * - after `sliceMicros` of back-to-back waiting the channel goes back to the event loop once,
  *   and while another channel of this process had a request within the last slice nobody waits,
  *   so timers and other clients are delayed by one slice at most.
+ * A client in the server's own process (a test, a tool) could never answer in time: the channel
+ * does not wait for it at all (its peer's pid, SO_PEERCRED, is ours).
  */
 
 /**

@@ -45,6 +45,7 @@ const c = {
   pwrite: libc.func('intptr_t pwrite(int fd, void *buf, size_t count, int64_t offset)'),
   ppoll: libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, _Inout_ uint32_t *len)'),
 };
 
 // Linux values, the same on x86_64 and aarch64. Node exposes errno numbers but not these.
@@ -173,6 +174,17 @@ export function setReceiveTimeout(fd: number, micros: number): void {
   timeval.writeBigInt64LE(BigInt(Math.floor(micros / 1e6)), 0);
   timeval.writeBigInt64LE(BigInt(Math.floor(micros % 1e6)), 8);
   if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16) < 0) fail('setsockopt', 'SO_RCVTIMEO');
+}
+
+const SO_PEERCRED = 17;
+/** struct ucred: pid, uid, gid (three 32-bit fields on every Linux architecture). */
+const ucred = Buffer.alloc(12);
+
+/** The pid of the process at the other end of a connected Unix socket (SO_PEERCRED). */
+export function peerPid(fd: number): number {
+  const len = [ucred.length];
+  if (c.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ucred, len) < 0) fail('getsockopt', 'SO_PEERCRED');
+  return ucred.readInt32LE(0);
 }
 
 /**
