@@ -48,8 +48,8 @@ export interface RunningServer {
   stderr(): string;
 }
 
-/** Starts a server and resolves once it prints "ready" on stdout. */
-export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20_000): Promise<RunningServer> {
+/** Starts a server and resolves once it prints the line `readyLine` on stdout. */
+export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20_000, readyLine = 'ready'): Promise<RunningServer> {
   const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   let out = '';
@@ -58,11 +58,11 @@ export function startServer(argv: readonly string[], cwd: string, timeoutMs = 20
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${argv.join(' ')} did not print "ready" within ${timeoutMs} ms:\n${err}`));
+      reject(new Error(`${argv.join(' ')} did not print "${readyLine}" within ${timeoutMs} ms:\n${err}`));
     }, timeoutMs);
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       out += s;
-      if (out.split('\n').includes('ready')) {
+      if (out.split('\n').includes(readyLine)) {
         clearTimeout(timer);
         resolve(server);
       }
