@@ -39,7 +39,7 @@ interface Repeat {
   /** Server CPU while every client was connected and quiet, ms per second. */
   readonly idleCpuMsPerS: number;
   readonly oneBusy: { readonly samplesNs: Float64Array[]; readonly cpuSeconds: number; readonly roundTrips: number };
-  readonly allBusy: { readonly roundTripsPerSecond: number; readonly serverCpuShare: number; readonly wallSeconds: number };
+  readonly allBusy: { readonly roundTripsPerSecond: number; readonly serverCpuShare: number; readonly serverCpuUsPerRoundTrip: number; readonly wallSeconds: number };
   readonly loads: number[];
 }
 
@@ -84,7 +84,9 @@ async function measureAllBusy(s: DeviceServer, cEcho: string, dir: string, total
   await Promise.all(s.sockets.map((sock, i) => runCClient(cEcho, sock, warm, each, join(dir, `all-${s.devices}-${i}.bin`))));
   const wallSeconds = (performance.now() - t0) / 1000;
   // Every round trip, warm-up included, over the wall time from the first spawn to the last exit.
-  return { roundTripsPerSecond: ((each + warm) * s.devices) / wallSeconds, serverCpuShare: (cpuSecondsOf(s.pid) - cpu0) / wallSeconds, wallSeconds };
+  const roundTrips = (each + warm) * s.devices;
+  const cpu = cpuSecondsOf(s.pid) - cpu0;
+  return { roundTripsPerSecond: roundTrips / wallSeconds, serverCpuShare: cpu / wallSeconds, serverCpuUsPerRoundTrip: (cpu * 1e6) / roundTrips, wallSeconds };
 }
 
 async function measureRepeat(ctx: SuiteContext, dir: string, cEcho: string, repeat: number): Promise<Map<number, Repeat>> {
@@ -169,6 +171,7 @@ function summarizeRows(byN: Map<number, Repeat[]>) {
       devices: n,
       startSeconds: medianOf(rs.map((r) => r.startSeconds)),
       rssMiB: mib(medianOf(rs.map((r) => r.memory.vmRssKiB))),
+      rssSpreadMiB: mib(Math.max(...rs.map((r) => r.memory.vmRssKiB)) - Math.min(...rs.map((r) => r.memory.vmRssKiB))),
       anonMiB: mib(medianOf(rs.map((r) => r.memory.rssAnonKiB))),
       fileMiB: mib(medianOf(rs.map((r) => r.memory.rssFileKiB))),
       shmemMiB: mib(medianOf(rs.map((r) => r.memory.rssShmemKiB))),
@@ -184,6 +187,7 @@ function summarizeRows(byN: Map<number, Repeat[]>) {
       oneBusyCpuUsPerRoundTrip: medianOf(rs.map((r) => (r.oneBusy.cpuSeconds * 1e6) / r.oneBusy.roundTrips)),
       allBusyRoundTripsPerSecond: medianOf(rs.map((r) => r.allBusy.roundTripsPerSecond)),
       allBusyServerCpuShare: medianOf(rs.map((r) => r.allBusy.serverCpuShare)),
+      allBusyServerCpuUsPerRoundTrip: medianOf(rs.map((r) => r.allBusy.serverCpuUsPerRoundTrip)),
       load: medianOf(rs.flatMap((r) => r.loads)),
       repeats: rs.map((r) => ({ ...r, oneBusy: { cpuSeconds: r.oneBusy.cpuSeconds, roundTrips: r.oneBusy.roundTrips, p99Us: summarize(concat(r.oneBusy.samplesNs)).p99Us } })),
     };
@@ -194,7 +198,7 @@ function formatTable(rows: ReturnType<typeof summarizeRows>): string[] {
   const lone = rows[0]!;
   const header = [
     'devices', 'start s', 'RSS MiB', 'anon', 'file', 'shmem', 'private', 'KiB/added device', 'KiB/client', 'idle CPU ms/s',
-    'busy one: median µs', 'p99 µs', 'p99 ÷ lone', 'CPU µs/rt', 'all busy: rt/s', '÷ N=1', 'server CPU', 'load',
+    'busy one: median µs', 'p99 µs', 'p99 ÷ lone', 'CPU µs/rt', 'all busy: rt/s', '÷ N=1', 'server CPU', 'CPU µs/rt', 'load',
   ];
   const lines = rows.map((r) => [
     String(r.devices),
@@ -214,6 +218,7 @@ function formatTable(rows: ReturnType<typeof summarizeRows>): string[] {
     Math.round(r.allBusyRoundTripsPerSecond).toLocaleString('en-US'),
     `${(r.allBusyRoundTripsPerSecond / lone.allBusyRoundTripsPerSecond).toFixed(2)}×`,
     `${Math.round(r.allBusyServerCpuShare * 100)} %`,
+    f1(r.allBusyServerCpuUsPerRoundTrip),
     r.load.toFixed(2),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -247,14 +252,16 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       ...formatTable(rows),
       '',
       `Memory per added device: ${Math.round(last.perAddedDeviceKiB)} KiB beyond BAR memory ((RSS − RssShmem at ${last.devices}) − (the same at 1)) ÷ ${last.devices - 1}; goal ≤ ${MEMORY_GOAL_MIB} MiB: ${met(perDeviceMiB <= MEMORY_GOAL_MIB)}. ` +
-        `Two processes doing the same work differ by a MiB or two (V8's heap, which pages of the node binary were touched): that is ±${Math.round(2048 / (last.devices - 1))} KiB in this figure. ` +
+        `It compares two processes, and processes doing the same work differ (V8's heap, which pages of the node binary they touched): the N = 1 server's RSS spanned ${f1(lone.rssSpreadMiB)} MiB over the repeats, ${Math.round((lone.rssSpreadMiB * 1024) / (last.devices - 1))} KiB in this figure. ` +
         `KiB/client is measured within one process, before and after the clients connected: ${Math.round(last.perConnectionKiB)} KiB per connected client at ${last.devices}.`,
       `RssShmem ${f1(last.shmemMiB)} MiB with ${last.devices} × 64 MiB BAR1 memfds: nobody touched them, so they are not resident and RSS does not count them.`,
       `Process per device instead: every device would cost the whole N = 1 server, ${f1(lone.rssMiB)} MiB RSS (${f1(lone.privateMiB)} MiB private); a bare node process alone holds ${f1(mib(bare.vmRssKiB))} MiB.`,
       `One busy device among ${last.devices - 1} idle: p99 ${us(last.oneBusyP99Us)} µs ÷ lone ${us(lone.oneBusyP99Us)} µs = ${p99Ratio.toFixed(2)}×; goal ≤ ${P99_GOAL}: ${met(p99Ratio <= P99_GOAL)} (per repeat: ${last.oneBusyP99PerRepeatUs.map(us).join(', ')} µs vs ${lone.oneBusyP99PerRepeatUs.map(us).join(', ')} µs; ` +
         `median over rounds of the round's ratio ${last.oneBusyP99RoundRatioMedian.toFixed(2)}×).`,
       `All ${last.devices} busy: ${Math.round(last.allBusyRoundTripsPerSecond).toLocaleString('en-US')} round trips/s, ${(last.allBusyRoundTripsPerSecond / lone.allBusyRoundTripsPerSecond).toFixed(2)}× one device's; ` +
-        `the server used ${Math.round(last.allBusyServerCpuShare * 100)} % of a CPU (one event loop: at most one CPU's worth) on ${vcpus} vCPUs that the C clients (and the machine's other load) share.`,
+        `the server used ${Math.round(last.allBusyServerCpuShare * 100)} % of a CPU on ${vcpus} vCPUs that the C clients and the machine's other load share. ` +
+        `One event loop uses at most one CPU: at ${f1(last.allBusyServerCpuUsPerRoundTrip)} µs of server CPU per round trip, a CPU of its own would carry ${Math.round(1e6 / last.allBusyServerCpuUsPerRoundTrip).toLocaleString('en-US')} round trips/s ` +
+        `(spinning included; ${Math.round(1e6 / lone.allBusyServerCpuUsPerRoundTrip).toLocaleString('en-US')} for one device, whose client waits for each reply).`,
     ];
     const headline: Headline[] = [
       { label: `RSS per added device, one process (${last.devices} vs 1)`, value: perDeviceMiB, unit: 'MiB', goal: MEMORY_GOAL_MIB, goalKind: 'max' },
