@@ -48,10 +48,29 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
 
 /**
- * V8 shrinks a fresh process's heap some 8 s after startup (its memory reducer): memory read
- * before that depends on when the process started, not on how many devices it serves.
+ * V8 shrinks a fresh process's heap once it has been quiet for a while (its memory reducer:
+ * 8–15 s after start-up here, by 5–10 MiB): memory read before that depends on when the
+ * process started, not on how many devices it serves. So the first reading waits until each
+ * server's RSS has fallen SHRINK_KIB below its peak, or SETTLE_MAX_MS has passed.
  */
-const SETTLE_STARTED_MS = 10_000;
+const SHRINK_KIB = 2048;
+const SETTLE_MAX_MS = 25_000;
+
+async function untilHeapsShrank(servers: readonly DeviceServer[]): Promise<void> {
+  const peak = servers.map((s) => memoryOf(s.pid).vmRssKiB);
+  const shrank = servers.map(() => false);
+  const t0 = performance.now();
+  while (shrank.includes(false) && performance.now() - t0 < SETTLE_MAX_MS) {
+    await sleep(250);
+    servers.forEach((s, i) => {
+      const rss = memoryOf(s.pid).vmRssKiB;
+      if (rss < peak[i]! - SHRINK_KIB) shrank[i] = true;
+      peak[i] = Math.max(peak[i]!, rss);
+    });
+  }
+  await sleep(500);
+}
+
 /** After the clients connected: long enough for a second shrink, if one comes. */
 const SETTLE_CONNECTED_MS = 5_000;
 
@@ -60,7 +79,7 @@ const SETTLE_CONNECTED_MS = 5_000;
  * and the CPU the servers burn meanwhile (all servers at once: the settling waits overlap).
  */
 async function measureIdle(servers: readonly DeviceServer[]): Promise<Pick<Repeat, 'listening' | 'memory' | 'idleCpuMsPerS'>[]> {
-  await sleep(SETTLE_STARTED_MS);
+  await untilHeapsShrank(servers);
   const listening = servers.map((s) => memoryOf(s.pid));
   for (const s of servers) await s.connectIdle(range(0, s.devices));
   await sleep(SETTLE_CONNECTED_MS - 1000);
