@@ -5,10 +5,16 @@ import { close, memfdCreate, mmapShared, munmap, viewOf } from './native/libc.ts
 /** The largest single view V8 gives us; bigger regions are viewed window by window. */
 const MAX_VIEW = 1 << 30;
 
+/**
+ * The view of the whole region is made on first use, not in the constructor: V8 counts every
+ * view's length as external memory, and 64 MiB more of it forces a full GC. A server making N
+ * devices at start-up paid N mark-compacts for views that a device whose BAR1 nobody reads
+ * through the server (edu-plus under QEMU) never uses.
+ */
 export class MemfdMemory implements SharedMemory {
   readonly fd: number;
   private readonly addr: bigint;
-  private readonly whole?: Uint8Array;
+  private whole: Uint8Array | null = null;
   private closed = false;
 
   constructor(
@@ -23,7 +29,6 @@ export class MemfdMemory implements SharedMemory {
       close(this.fd);
       throw err;
     }
-    if (size <= BigInt(MAX_VIEW)) this.whole = new Uint8Array(viewOf(this.addr, Number(size)));
   }
 
   bytes(offset: number, length: number): Uint8Array {
@@ -31,8 +36,9 @@ export class MemfdMemory implements SharedMemory {
     if (offset < 0 || length < 0 || BigInt(offset + length) > this.size) {
       throw new RangeError(`${this.name}: [${offset}, +${length}) outside ${this.size} bytes`);
     }
-    if (this.whole) return this.whole.subarray(offset, offset + length);
-    return new Uint8Array(viewOf(this.addr + BigInt(offset), length));
+    if (this.size > BigInt(MAX_VIEW)) return new Uint8Array(viewOf(this.addr + BigInt(offset), length));
+    this.whole ??= new Uint8Array(viewOf(this.addr, Number(this.size)));
+    return this.whole.subarray(offset, offset + length);
   }
 
   /** Unmaps and closes. Only the owner calls this, when no view of it can be used again. */
