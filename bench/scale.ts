@@ -1,6 +1,6 @@
 /**
  * The `scale` suite: N edu-plus devices (1, 8, 32) served by ONE process, the real
- * `serve --device edu-plus …` (trace channels on, serve's default spin), with real vfio-user
+ * `serve --device edu-plus …` (trace channels on, serve's default --wait-us), with real vfio-user
  * clients: one per device, each connected and negotiated (VERSION, then reads).
  *
  * - Memory: VmRSS and its parts after every device has a connected, negotiated, quiet client;
@@ -262,7 +262,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
     const vcpus = cpus().length;
     const loadAfter = load1();
     const table = [
-      `scale: N edu-plus devices in ONE server process (serve --device edu-plus … ×N, trace channels on, serve's default spin), unpinned`,
+      `scale: N edu-plus devices in ONE server process (serve --device edu-plus … ×N, trace channels on, serve's default --wait-us), unpinned`,
       `Every device has a client that connected and negotiated (VERSION + 10 reads). Busy one: the C client (${compiler}) on device 0 while the others stay connected and quiet, ` +
         `${ROUNDS} rounds visiting the servers in turn, ${ctx.iterations.toLocaleString('en-US')} timed round trips per N per repeat (pooled). All busy: a C client per device at once, ` +
         `${ctx.iterations.toLocaleString('en-US')} round trips in total. ${ctx.repeats} repeat(s), fresh servers each.`,
@@ -280,7 +280,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       `All ${last.devices} busy: ${Math.round(last.allBusyRoundTripsPerSecond).toLocaleString('en-US')} round trips/s, ${(last.allBusyRoundTripsPerSecond / lone.allBusyRoundTripsPerSecond).toFixed(2)}× one device's; ` +
         `the server used ${Math.round(last.allBusyServerCpuShare * 100)} % of a CPU on ${vcpus} vCPUs that the C clients and the machine's other load share. ` +
         `One event loop uses at most one CPU: at ${f1(last.allBusyServerCpuUsPerRoundTrip)} µs of server CPU per round trip, a CPU of its own would carry ${Math.round(1e6 / last.allBusyServerCpuUsPerRoundTrip).toLocaleString('en-US')} round trips/s ` +
-        `(spinning included; ${Math.round(1e6 / lone.allBusyServerCpuUsPerRoundTrip).toLocaleString('en-US')} for one device, whose client waits for each reply).`,
+        `(${Math.round(1e6 / lone.allBusyServerCpuUsPerRoundTrip).toLocaleString('en-US')} for one device, whose client waits for each reply).`,
     ];
     const headline: Headline[] = [
       { label: `RSS per added device, one process (${last.devices} vs 1)`, value: perDeviceMiB, unit: 'MiB', goal: MEMORY_GOAL_MIB, goalKind: 'max' },

@@ -55,16 +55,29 @@ export interface ChannelOptions {
   readonly output?: QueueBounds;
   /** Longest sleep in recvmsg for the next request after a reply, in µs (0: never). */
   readonly waitMicros?: number;
+  /** Read into the buffer every such channel of this thread shares (the server's connections). */
+  readonly sharedReceiveBuffer?: boolean;
 }
 
 const RECEIVE_BUFFER = 256 * 1024;
+
+/**
+ * The receive buffer the server's channels share. A read is framed and delivered before the
+ * next read, and whatever outlives a delivery (an unfinished tail, held frames) is copied, so
+ * one buffer per thread serves every connection: 32 devices with a client each would otherwise
+ * hold 32 × 256 KiB. A read on a shared-buffer channel during another one's delivery (a nested
+ * read) gets a buffer of its own.
+ */
+let sharedBuffer: Buffer | null = null;
+let sharedBufferBusy = false;
 
 export class MessageChannel {
   private readonly receiver: FdReceiver;
   private readonly sender: FdSender;
   private readonly writer: MessageWriter;
   private readonly decoder: FrameDecoder;
-  private readonly buffer = Buffer.alloc(RECEIVE_BUFFER);
+  private readonly shared: boolean;
+  private ownBuffer: Buffer | null = null;
   /** The header of the message being sent (encoded here: no allocation per message). */
   private readonly header = Buffer.alloc(HEADER_SIZE);
   private readonly headerOnly: Uint8Array[] = [this.header];
@@ -88,6 +101,7 @@ export class MessageChannel {
     this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.owner.onFailure(`send failed: ${err.message}`), opts.output);
     this.writer.onDrained = () => this.drained();
     this.decoder = new FrameDecoder(opts.maxMessageSize);
+    this.shared = opts.sharedReceiveBuffer ?? false;
     // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for it.
     this.wait = new RequestWait(opts.waitMicros && peerPid(fd) !== process.pid ? opts.waitMicros : 0);
   }
@@ -182,9 +196,11 @@ export class MessageChannel {
    */
   readOnce(block = false): boolean {
     if (this.closed || this.congested || this.ended) return false;
+    const useShared = this.shared && !sharedBufferBusy;
+    const buffer = useShared ? (sharedBuffer ??= Buffer.alloc(RECEIVE_BUFFER)) : (this.ownBuffer ??= Buffer.alloc(RECEIVE_BUFFER));
     let got;
     try {
-      got = this.receiver.recv(this.fd, this.buffer, 0, this.buffer.length, block);
+      got = this.receiver.recv(this.fd, buffer, 0, buffer.length, block);
     } catch (err) {
       this.owner.onFailure(`receive failed: ${(err as Error).message}`);
       return false;
@@ -197,8 +213,14 @@ export class MessageChannel {
       this.owner.onEnd();
       return false;
     }
-    const { frames, error } = this.decoder.push(this.buffer.subarray(0, got.bytes), got.fds);
-    return this.deliver(frames, 0, error);
+    const { frames, error } = this.decoder.push(buffer.subarray(0, got.bytes), got.fds);
+    if (!useShared) return this.deliver(frames, 0, error);
+    sharedBufferBusy = true;
+    try {
+      return this.deliver(frames, 0, error);
+    } finally {
+      sharedBufferBusy = false;
+    }
   }
 
   /**

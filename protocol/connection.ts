@@ -63,7 +63,14 @@ export class Connection {
             `client is not reading its replies (${this.channel.queuedMessages} queued, ${this.channel.queuedBytes} bytes, ${this.channel.queuedFds} fds): its requests wait until it does`,
           ),
       },
-      { maxMessageSize: opts.maxMessageSize, maxFds: opts.maxFds, maxSendFds: opts.maxSendFds, output: opts.output, waitMicros: opts.waitMicros },
+      {
+        maxMessageSize: opts.maxMessageSize,
+        maxFds: opts.maxFds,
+        maxSendFds: opts.maxSendFds,
+        output: opts.output,
+        waitMicros: opts.waitMicros,
+        sharedReceiveBuffer: true,
+      },
     );
   }
 
