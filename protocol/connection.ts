@@ -10,12 +10,11 @@
  * next request within microseconds, and an epoll wake-up plus a thread wake-up on this kind of
  * VM costs far more than a few non-blocking recvmsg calls.
  */
-import { type BadHeaderError, type Frame, FrameDecoder } from './framing.ts';
+import { type BadHeaderError, type Frame, FrameDecoder, type Outgoing } from './framing.ts';
 import { encodeHeader } from './header.ts';
 import type { Logger } from './log.ts';
 import { MessageWriter, type QueueBounds } from './message-writer.ts';
 import { FdReceiver, FdSender, type FdWatch, closeQuietly, shutdownSocket, close as closeFd, watchFd } from './native/libc.ts';
-import type { Outgoing } from './session.ts';
 import { HEADER_SIZE } from './wire.ts';
 
 export interface ConnectionHandlers {
