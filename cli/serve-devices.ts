@@ -7,9 +7,9 @@
 import type { ClientLimits } from '../protocol/client-limits.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { ServerLimits } from '../protocol/version.ts';
-import { closeOffload } from '../protocol/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
+import { closeOffload } from '../trace/offload.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { type DeviceSpec, devicesHelp, parseDeviceSpecs } from './devices.ts';
 import { UsageError } from './flags.ts';

@@ -3,10 +3,10 @@
  */
 import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
 import { createLogger } from '../protocol/log.ts';
-import { closeOffload } from '../protocol/offload.ts';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
+import { closeOffload } from '../trace/offload.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';

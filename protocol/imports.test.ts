@@ -59,3 +59,21 @@ describe('protocol/ import graph', () => {
     assert.deepEqual(cycles, []);
   });
 });
+
+describe('protocol/ dependencies', () => {
+  const files = modules(ROOT);
+  const importers = (pkg: string) => files.filter((f) => specifiers(f).some((s) => s === pkg || s.startsWith(`${pkg}/`))).map((f) => relative(ROOT, f));
+
+  it('leaves worker threads to the trace channel (no piscina)', () => {
+    assert.deepEqual(importers('piscina'), []);
+  });
+
+  it('uses msgpack only to carry device state in migration, not for tracing', () => {
+    assert.deepEqual(importers('msgpackr'), ['migration.ts']);
+  });
+
+  it('never imports the trace channel, the devices or the CLI', () => {
+    const outward = files.flatMap((f) => specifiers(f).filter((s) => /^(\.\.\/)+(trace|device|cli)\//.test(s)).map((s) => `${relative(ROOT, f)}: ${s}`));
+    assert.deepEqual(outward, []);
+  });
+});
