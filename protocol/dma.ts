@@ -6,7 +6,7 @@
  * file (identified by fstat's dev/ino) is mmapped once and shared by every mapping into it.
  * Mappings without an fd are kept too: the device reaches them through DMA_READ/DMA_WRITE.
  */
-import type { DmaMap, DmaUnmap } from './codec.ts';
+import type { DmaMap, DmaUnmap } from './wire.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
 import { PROT_READ, PROT_WRITE, Seal, closeQuietly, fileSeals, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';
 import { DmaMapFlags, DmaUnmapFlags } from './wire.ts';

@@ -18,7 +18,7 @@ import type { Header } from './header.ts';
 import { SyscallError, closeQuietly } from './native/libc.ts';
 import { PeerRequests } from './peer-requests.ts';
 import { negotiate, type Negotiated } from './version.ts';
-import { Command, FLAG_ERROR, FLAG_NO_REPLY, HEADER_SIZE, MessageType, REGION_ACCESS_SIZE, TYPE_MASK, commandName } from './wire.ts';
+import { Command, FLAG_ERROR, FLAG_NO_REPLY, HEADER_SIZE, MessageType, RegionAccess, TYPE_MASK, commandName } from './wire.ts';
 
 export { SessionStats };
 
@@ -71,7 +71,7 @@ export class Session {
 
   /** Largest message we accept: a full data transfer plus the biggest fixed part. */
   maxMessageSize(): number {
-    return HEADER_SIZE + REGION_ACCESS_SIZE + this.ctx.limits.maxDataXferSize;
+    return HEADER_SIZE + RegionAccess.size + this.ctx.limits.maxDataXferSize;
   }
 
   /**
