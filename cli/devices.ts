@@ -16,6 +16,7 @@ import { createEduPlus, DEFAULT_BAR1_SIZE, type EduResetMethod, RESET_METHODS, v
 import { createGpu, DEFAULT_VRAM_SIZE, validateVramSize } from '../device/gpu.ts';
 import type { DeviceFactory } from '../protocol/served-device.ts';
 import { ensurePrivateDir } from '../protocol/socket-file.ts';
+import { CommandFailure } from './failures.ts';
 import { UsageError, parseInteger, parseSize } from './flags.ts';
 
 /** Options of one device as given: `key=value`, or `key` alone for a yes/no option. */
@@ -45,12 +46,13 @@ function flag(options: DeviceOptions, key: string, label: (key: string) => strin
   return v === true;
 }
 
-/** A device's own RangeError (e.g. a size that is not a power of two), as a usage error. */
+/** A device's RangeError for a value (e.g. a size that is not a power of two), as a usage error; anything else it throws is a bug and goes up as it is. */
 function checked(label: string, given: string | undefined, check: () => void): void {
   try {
     check();
   } catch (err) {
-    throw new UsageError(`${label}${given === undefined ? '' : ` ${given}`}: ${(err as Error).message}`);
+    if (!(err instanceof RangeError)) throw err;
+    throw new UsageError(`${label}${given === undefined ? '' : ` ${given}`}: ${err.message}`);
   }
 }
 
@@ -133,7 +135,7 @@ export interface DeviceSpec {
 }
 
 /** A NAME that is a module path rather than a shipped device's name. */
-const isModulePath = (name: string) => name.includes('/') || ['.ts', '.js', '.mjs'].includes(extname(name));
+export const isModulePath = (name: string) => name.includes('/') || ['.ts', '.js', '.mjs'].includes(extname(name));
 
 /** `name,key=value,flag` → name and options; a repeated key is an error. */
 export function splitDeviceArgument(arg: string): { name: string; options: Map<string, string | true> } {
@@ -195,10 +197,15 @@ function buildShipped(name: string, options: DeviceOptions, label: (key: string)
 async function loadModuleDevice(path: string, options: DeviceOptions) {
   if (options.size) throw new UsageError(`--device ${path}: a device module takes only socket and trace (got ${[...options.keys()].join(', ')})`);
   let module: { default?: unknown };
+  const url = pathToFileURL(resolve(path)).href;
   try {
-    module = (await import(pathToFileURL(resolve(path)).href)) as { default?: unknown };
+    module = (await import(url)) as { default?: unknown };
   } catch (err) {
-    throw new UsageError(`--device ${path}: cannot load the module: ${(err as Error).message}`);
+    // No file there is a wrong argument; a module that is there but fails to compile or throws
+    // while loading (or lacks one of its own imports) is a failing device, not a usage error.
+    const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && (err as { url?: string }).url === url;
+    if (missing) throw new UsageError(`--device ${path}: cannot load the module: ${(err as Error).message}`);
+    throw new CommandFailure(`--device ${path}: the device module failed to load`, err);
   }
   if (typeof module.default !== 'function') {
     throw new UsageError(`--device ${path}: the module must export default a function (host: DeviceHost) => DeviceModel, e.g. a PciFunction subclass's constructor call`);

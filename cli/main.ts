@@ -1,7 +1,7 @@
 /**
  * The edu-plus command line. `npm start` runs `serve`; more subcommands join as they land.
  */
-import { SyscallError } from '../protocol/native/libc.ts';
+import { reportFailure, wantsStack } from './failures.ts';
 import { UsageError } from './flags.ts';
 import { INSPECT_HELP, inspect } from './inspect.ts';
 import { SERVE_HELP, serve } from './serve.ts';
@@ -50,18 +50,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof UsageError) {
-      console.error(`edu-plus: ${err.message}`);
-      process.exit(2);
-    }
-    if (err instanceof SyscallError) {
-      console.error(`edu-plus: ${err.message}`);
-      process.exit(1);
-    }
-    console.error(err);
-    process.exit(1);
-  },
+  // A wrong flag exits 2, a failure 1 (failures.ts says which is which).
+  (err: unknown) => process.exit(reportFailure(err, wantsStack(argv))),
 );

@@ -4,14 +4,18 @@
  * time while its client talks to it. The single-device form (`npm start`, no --device) stays
  * in serve.ts; the device names and options live in devices.ts.
  */
+import { PciDeclarationError } from '../device/pci/validate.ts';
 import type { ClientLimits } from '../protocol/client-limits.ts';
+import { HostResourceError } from '../protocol/errors.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { ServerLimits } from '../protocol/version.ts';
-import { closeOffload } from '../protocol/offload.ts';
-import { VfioUserServer } from '../protocol/server.ts';
+import { DeviceDescriptionError, type DeviceFactory } from '../protocol/served-device.ts';
+import { type ServerOptions, VfioUserServer } from '../protocol/server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
+import { closeOffload } from '../trace/offload.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
-import { type DeviceSpec, devicesHelp, parseDeviceSpecs } from './devices.ts';
+import { type DeviceSpec, devicesHelp, isModulePath, parseDeviceSpecs } from './devices.ts';
+import { CommandFailure } from './failures.ts';
 import { UsageError } from './flags.ts';
 
 export const SERVE_DEVICES_HELP = `Several devices (or one that is not edu-plus) from one process:
@@ -79,10 +83,13 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
   try {
     for (const spec of specs) {
       const deviceLog = specs.length > 1 ? log.child(spec.label) : log;
-      const server = listen(spec, deviceLog, opts);
+      const server = listenDevice(
+        { name: spec.name, socketPath: spec.socketPath, factory: spec.factory, userModule: isModulePath(spec.name), usagePrefix: `--device ${spec.name}: ` },
+        { log: deviceLog, waitMicros: opts.waitMicros, clientLimits: opts.clientLimits, limits: opts.limits },
+      );
       served.push({ spec, server, trace: null });
       deviceLog.info(`${spec.name}: ${spec.description}`);
-      if (spec.tracePath) served.at(-1)!.trace = await startTraceServer({ socketPath: spec.tracePath, server, log: deviceLog.child('trace') });
+      if (spec.tracePath) served.at(-1)!.trace = await startTrace(spec.name, spec.tracePath, server, deviceLog);
     }
   } catch (err) {
     await closeAll();
@@ -103,13 +110,40 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
   return 0;
 }
 
-function listen(spec: DeviceSpec, log: Logger, opts: ServeDevicesOptions): VfioUserServer {
+/** What to serve, and how to name it in errors. */
+export interface DeviceTarget {
+  readonly name: string;
+  readonly socketPath: string;
+  readonly factory: DeviceFactory;
+  /** The device is the user's own module: its declaration is theirs to fix. */
+  readonly userModule: boolean;
+  /** Leads a usage error, e.g. "--device gpu: " ("" in the single-device form). */
+  readonly usagePrefix: string;
+}
+
+/**
+ * Builds the device and listens on its socket. Whose fault a failure is decides how serve
+ * ends: huge pages the host has not reserved, or an inconsistent declaration in the user's
+ * own device module, are the user's to fix (UsageError, exit 2, the message says how); a
+ * system call that fails (socket in use) or anything a shipped device or the server throws is
+ * a failure naming the device and socket (exit 1) — never passed off as a wrong flag.
+ */
+export function listenDevice(target: DeviceTarget, opts: Omit<ServerOptions, 'socketPath' | 'device'>): VfioUserServer {
   try {
-    return VfioUserServer.listen({ socketPath: spec.socketPath, device: spec.factory, log, waitMicros: opts.waitMicros, clientLimits: opts.clientLimits, limits: opts.limits });
+    return VfioUserServer.listen({ ...opts, socketPath: target.socketPath, device: target.factory });
   } catch (err) {
-    // A declaration the layer refuses or memory the host cannot give: the user's to fix.
-    if (err instanceof Error && !('errno' in err)) throw new UsageError(`--device ${spec.name}: ${err.message}`);
-    throw err;
+    const declaration = err instanceof PciDeclarationError || err instanceof DeviceDescriptionError;
+    if (err instanceof HostResourceError || (declaration && target.userModule)) throw new UsageError(`${target.usagePrefix}${err.message}`);
+    throw new CommandFailure(`cannot serve ${target.name} on ${target.socketPath}`, err);
+  }
+}
+
+/** Starts a device's trace channel; a failure names the trace socket. */
+export async function startTrace(name: string, tracePath: string, server: VfioUserServer, log: Logger): Promise<TraceServer> {
+  try {
+    return await startTraceServer({ socketPath: tracePath, server, log: log.child('trace') });
+  } catch (err) {
+    throw new CommandFailure(`cannot start ${name}'s trace channel on ${tracePath}`, err);
   }
 }
 

@@ -3,16 +3,15 @@
  */
 import { DEFAULT_MAX_DMA_MAPS } from '../protocol/dma.ts';
 import { createLogger } from '../protocol/log.ts';
-import { closeOffload } from '../protocol/offload.ts';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from '../protocol/client-limits.ts';
-import { VfioUserServer } from '../protocol/server.ts';
 import { DEFAULT_SERVER_LIMITS } from '../protocol/version.ts';
-import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
+import { closeOffload } from '../trace/offload.ts';
+import type { TraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
 import { DEVICE_KINDS, defaultSocketPath, ensureDefaultSocketDir } from './devices.ts';
 import { UsageError, parseFlags, parseLogLevel, parseSize, parseWaitMicros } from './flags.ts';
-import { SERVE_DEVICES_HELP, serveDevices, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
+import { SERVE_DEVICES_HELP, listenDevice, serveDevices, startTrace, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
 
@@ -69,6 +68,10 @@ Attach from QEMU >= 10.1 (guest RAM must be shared memory so the device can reac
 
 The server runs until SIGINT or SIGTERM, then closes the client and removes its socket.
 QEMU does not reconnect: if the server stops, restart the VM too.
+
+Exit status: 0 after a stop signal; 2 for a wrong flag or device option (the message says what
+to change); 1 when serving failed (socket in use, a device that throws: the message names the
+device and socket; EDU_PLUS_DEBUG=1 adds the stack).
 
 ${SERVE_DEVICES_HELP}`;
 
@@ -154,26 +157,15 @@ export async function serve(argv: string[]): Promise<number> {
   const socketPath = flags['socket-path'] ?? defaultSocketPath();
   if (flags['socket-path'] === undefined) ensureDefaultSocketDir();
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
-  let server: VfioUserServer;
-  try {
-    server = VfioUserServer.listen({
-      socketPath,
-      device: edu.factory,
-      log,
-      waitMicros,
-      clientLimits,
-      limits,
-    });
-  } catch (err) {
-    // The device could not be built as asked (e.g. not enough huge pages): say so plainly.
-    if (err instanceof Error && !('errno' in err)) throw new UsageError(err.message);
-    throw err;
-  }
+  const server = listenDevice(
+    { name: 'edu-plus', socketPath, factory: edu.factory, userModule: false, usagePrefix: '' },
+    { log, waitMicros, clientLimits, limits },
+  );
   log.info(edu.description);
   let traceServer: TraceServer | null = null;
   if (tracePath) {
     try {
-      traceServer = await startTraceServer({ socketPath: tracePath, server, log: log.child('trace') });
+      traceServer = await startTrace('edu-plus', tracePath, server, log);
     } catch (err) {
       server.close();
       throw err;

@@ -59,7 +59,13 @@ export interface ChannelOptions {
   readonly sharedReceiveBuffer?: boolean;
 }
 
+/** The shared buffer: a read takes up to this much (a large message is assembled across reads). */
 const RECEIVE_BUFFER = 256 * 1024;
+/**
+ * A channel's own buffer (clients, nested reads): smaller, so it comes from malloc's heap rather
+ * than a mapping of its own, and a process with many clients does not hold 256 KiB for each.
+ */
+const OWN_RECEIVE_BUFFER = 64 * 1024;
 
 /**
  * The receive buffer the server's channels share. A read is framed and delivered before the
@@ -197,7 +203,7 @@ export class MessageChannel {
   readOnce(block = false): boolean {
     if (this.closed || this.congested || this.ended) return false;
     const useShared = this.shared && !sharedBufferBusy;
-    const buffer = useShared ? (sharedBuffer ??= Buffer.alloc(RECEIVE_BUFFER)) : (this.ownBuffer ??= Buffer.alloc(RECEIVE_BUFFER));
+    const buffer = useShared ? (sharedBuffer ??= Buffer.alloc(RECEIVE_BUFFER)) : (this.ownBuffer ??= Buffer.alloc(OWN_RECEIVE_BUFFER));
     let got;
     try {
       got = this.receiver.recv(this.fd, buffer, 0, buffer.length, block);

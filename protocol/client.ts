@@ -4,57 +4,40 @@
  * a VfioUserError with the server's errno), unexpected fds (closed).
  */
 import {
-  type DeviceFeature,
-  type DeviceInfo,
-  type IrqInfo,
-  type IrqSet,
   type MultiWrite,
-  type RegionInfo,
-  type RegionIoFds,
   type VersionBody,
-  decodeDeviceFeature,
   decodeDmaTransfer,
-  decodeMigData,
-  decodeRegionIoFds,
-  encodeDeviceFeature,
-  encodeDmaMap,
-  encodeDmaTransfer,
-  encodeDmaUnmap,
-  encodeIrqSet,
-  encodeMigData,
-  encodeRegionIoFds,
-  encodeWriteMulti,
-  decodeDeviceInfo,
-  decodeIrqInfo,
   decodeRegionAccess,
-  decodeRegionInfo,
   decodeVersion,
-  encodeDeviceInfo,
-  encodeIrqInfo,
+  encodeDmaTransfer,
   encodeRegionAccess,
-  encodeRegionInfo,
   encodeVersion,
+  encodeWriteMulti,
 } from './codec.ts';
 import { Errno, VfioUserError } from './errors.ts';
-import { WireReader } from './reader.ts';
-import { WireWriter } from './writer.ts';
 import { MessageChannel } from './channel.ts';
 import type { Frame } from './framing.ts';
 import { type Header, isError, isReply } from './header.ts';
 import { closeQuietly, connectUnix, dup, setReceiveTimeout, waitFd } from './native/libc.ts';
 import {
   Command,
-  DEVICE_INFO_SIZE,
-  DMA_MAP_SIZE,
-  DMA_UNMAP_SIZE,
+  DeviceFeature,
+  DeviceInfo,
+  DmaMap,
+  DmaUnmap,
   FLAG_ERROR,
   Feature,
   FeatureFlags,
+  FeatureMigState,
+  FeatureMigration,
   HEADER_SIZE,
-  IRQ_INFO_SIZE,
-  IRQ_SET_SIZE,
+  IrqInfo,
+  IrqSet,
   MessageType,
-  REGION_INFO_SIZE,
+  MigData,
+  RegionInfo,
+  RegionIoFds,
+  WriteMultiHead,
   commandName,
 } from './wire.ts';
 
@@ -273,17 +256,17 @@ export class VfioUserClient {
   }
 
   async deviceInfo(): Promise<DeviceInfo> {
-    const body = encodeDeviceInfo({ argsz: DEVICE_INFO_SIZE, flags: 0, numRegions: 0, numIrqs: 0 });
-    return decodeDeviceInfo((await this.request(Command.DEVICE_GET_INFO, body)).body);
+    const body = DeviceInfo.encode({ argsz: DeviceInfo.size, flags: 0, numRegions: 0, numIrqs: 0 });
+    return DeviceInfo.decode((await this.request(Command.DEVICE_GET_INFO, body)).body);
   }
 
   /** Region info, retrying with the argsz the server asks for (as QEMU does). */
   async regionInfo(index: number): Promise<{ info: RegionInfo; fd?: number }> {
-    let argsz = REGION_INFO_SIZE;
+    let argsz = RegionInfo.size;
     for (let attempt = 0; attempt < 3; attempt++) {
-      const body = encodeRegionInfo({ argsz, flags: 0, index, capOffset: 0, size: 0n, offset: 0n });
+      const body = RegionInfo.encode({ argsz, flags: 0, index, capOffset: 0, size: 0n, offset: 0n });
       const r = await this.request(Command.DEVICE_GET_REGION_INFO, body);
-      const info = decodeRegionInfo(r.body);
+      const info = RegionInfo.decode(r.body);
       if (info.argsz > argsz) {
         closeQuietly(r.fds);
         argsz = info.argsz;
@@ -299,8 +282,8 @@ export class VfioUserClient {
   }
 
   async irqInfo(index: number): Promise<IrqInfo> {
-    const body = encodeIrqInfo({ argsz: IRQ_INFO_SIZE, flags: 0, index, count: 0 });
-    return decodeIrqInfo((await this.request(Command.DEVICE_GET_IRQ_INFO, body)).body);
+    const body = IrqInfo.encode({ argsz: IrqInfo.size, flags: 0, index, count: 0 });
+    return IrqInfo.decode((await this.request(Command.DEVICE_GET_IRQ_INFO, body)).body);
   }
 
   async regionRead(region: number, offset: bigint, count: number): Promise<Uint8Array> {
@@ -333,13 +316,13 @@ export class VfioUserClient {
    * range) and this client answers the server's DMA_READ/WRITE from it.
    */
   async dmaMap(m: { address: bigint; size: bigint; flags?: number; offset?: bigint; fd?: number; memory?: Uint8Array }): Promise<void> {
-    const body = encodeDmaMap({ argsz: DMA_MAP_SIZE, flags: m.flags ?? 3, offset: m.offset ?? 0n, address: m.address, size: m.size });
+    const body = DmaMap.encode({ argsz: DmaMap.size, flags: m.flags ?? 3, offset: m.offset ?? 0n, address: m.address, size: m.size });
     await this.request(Command.DMA_MAP, body, m.fd === undefined ? [] : [m.fd]);
     if (m.fd === undefined && m.memory) this.dmaMemory.push({ address: m.address, bytes: m.memory });
   }
 
   async dmaUnmap(address: bigint, size: bigint, flags = 0): Promise<void> {
-    await this.request(Command.DMA_UNMAP, encodeDmaUnmap({ argsz: DMA_UNMAP_SIZE, flags, address, size }));
+    await this.request(Command.DMA_UNMAP, DmaUnmap.encode({ argsz: DmaUnmap.size, flags, address, size }));
     for (let i = this.dmaMemory.length - 1; i >= 0; i--) {
       const m = this.dmaMemory[i]!;
       if (flags & 2 || (m.address >= address && m.address < address + size)) this.dmaMemory.splice(i, 1);
@@ -347,48 +330,48 @@ export class VfioUserClient {
   }
 
   async regionIoFds(index: number): Promise<{ info: RegionIoFds; fds: number[] }> {
-    const r = await this.request(Command.DEVICE_GET_REGION_IO_FDS, encodeRegionIoFds({ argsz: 16, flags: 0, index, count: 0 }));
-    return { info: decodeRegionIoFds(r.body), fds: r.fds };
+    const r = await this.request(Command.DEVICE_GET_REGION_IO_FDS, RegionIoFds.encode({ argsz: RegionIoFds.size, flags: 0, index, count: 0 }));
+    return { info: RegionIoFds.decode(r.body), fds: r.fds };
   }
 
   /** SET_IRQS; `data` carries DATA_BOOL bytes, `fds` the eventfds for DATA_EVENTFD. */
   async setIrqs(s: Omit<IrqSet, 'argsz' | 'data'> & { data?: Uint8Array; fds?: number[] }): Promise<void> {
     const data = s.data ?? new Uint8Array(0);
-    await this.request(Command.DEVICE_SET_IRQS, encodeIrqSet({ ...s, argsz: IRQ_SET_SIZE + data.byteLength, data }), s.fds ?? []);
+    await this.request(Command.DEVICE_SET_IRQS, IrqSet.encode({ ...s, argsz: IrqSet.size + data.byteLength, data }), s.fds ?? []);
   }
 
   /** REGION_WRITE_MULTI; returns the number of writes the server completed. */
   async regionWriteMulti(writes: MultiWrite[]): Promise<bigint> {
     const r = await this.request(Command.REGION_WRITE_MULTI, encodeWriteMulti(writes));
-    return new WireReader(r.body).u64('wr_cnt');
+    return WriteMultiHead.decode(r.body).wrCnt;
   }
 
-  async deviceFeature(flags: number, data: Uint8Array = new Uint8Array(0), argsz = 8 + data.byteLength): Promise<DeviceFeature> {
-    const r = await this.request(Command.DEVICE_FEATURE, encodeDeviceFeature({ argsz, flags, data }));
-    return decodeDeviceFeature(r.body);
+  async deviceFeature(flags: number, data: Uint8Array = new Uint8Array(0), argsz = DeviceFeature.size + data.byteLength): Promise<DeviceFeature> {
+    const r = await this.request(Command.DEVICE_FEATURE, DeviceFeature.encode({ argsz, flags, data }));
+    return DeviceFeature.decode(r.body);
   }
 
   /** VFIO_DEVICE_FEATURE_MIGRATION: the VFIO_MIGRATION_* flags. */
   async migrationFlags(): Promise<bigint> {
-    const f = await this.deviceFeature(Feature.MIGRATION | FeatureFlags.GET, new Uint8Array(0), 16);
-    return new WireReader(f.data).u64('flags');
+    const f = await this.deviceFeature(Feature.MIGRATION | FeatureFlags.GET, new Uint8Array(0), DeviceFeature.size + FeatureMigration.size);
+    return FeatureMigration.decode(f.data).flags;
   }
 
   async migrationState(): Promise<number> {
-    const f = await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.GET, new Uint8Array(0), 16);
-    return new WireReader(f.data).u32('device_state');
+    const f = await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.GET, new Uint8Array(0), DeviceFeature.size + FeatureMigState.size);
+    return FeatureMigState.decode(f.data).deviceState;
   }
 
   async setMigrationState(state: number): Promise<void> {
-    await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.SET, new WireWriter(8).u32(state).u32(0xffffffff).finish());
+    await this.deviceFeature(Feature.MIG_DEVICE_STATE | FeatureFlags.SET, FeatureMigState.encode({ deviceState: state, dataFd: -1 }));
   }
 
   async migDataRead(size: number): Promise<Uint8Array> {
-    const r = await this.request(Command.MIG_DATA_READ, encodeMigData({ argsz: 8 + size, size, data: new Uint8Array(0) }));
-    return decodeMigData(r.body).data;
+    const r = await this.request(Command.MIG_DATA_READ, MigData.encode({ argsz: MigData.size + size, size }));
+    return MigData.decode(r.body).data;
   }
 
   async migDataWrite(data: Uint8Array): Promise<void> {
-    await this.request(Command.MIG_DATA_WRITE, encodeMigData({ argsz: 8, size: data.byteLength, data }));
+    await this.request(Command.MIG_DATA_WRITE, MigData.encode({ argsz: MigData.size, size: data.byteLength, data }));
   }
 }

@@ -4,11 +4,10 @@
  * a peer that half-closed gets its last replies before we close, and every way the connection
  * ends is reported once, with its reason.
  */
-import { type BadHeaderError, type Frame } from './framing.ts';
+import { type BadHeaderError, type Frame, type Outgoing } from './framing.ts';
 import type { Logger } from './log.ts';
 import { MessageChannel } from './channel.ts';
 import type { QueueBounds } from './message-writer.ts';
-import type { Outgoing } from './session.ts';
 
 export interface ConnectionHandlers {
   /** Handles one message and returns the reply to send, if any. */

@@ -9,7 +9,7 @@
  * pass the kernel's vm.max_map_count, 65,530 by default) nor a kept descriptor.
  * Mappings without an fd are kept too: the device reaches them through DMA_READ/DMA_WRITE.
  */
-import type { DmaMap, DmaUnmap } from './codec.ts';
+import type { DmaMap, DmaUnmap } from './wire.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
 import { IovaTree, type IovaNode, unlinked } from './iova-tree.ts';
 import { PROT_READ, PROT_WRITE, Seal, closeQuietly, fileSeals, fstat, mmapShared, munmap, SyscallError } from './native/libc.ts';

@@ -22,6 +22,14 @@ export function invalid(message: string): never {
 }
 
 /**
+ * The host lacks something the configuration asks for (e.g. free huge pages). Not a bug: the
+ * message says how to provide it, and a command line may present it as the user's to fix.
+ */
+export class HostResourceError extends Error {
+  override name = 'HostResourceError';
+}
+
+/**
  * The stream itself can no longer be trusted (bad header, fds we cannot pair with a message):
  * the connection is closed after an error reply where one is possible.
  */

@@ -23,6 +23,18 @@ export interface Frame {
   readonly fds: number[];
 }
 
+/**
+ * A message ready to send: the outgoing twin of Frame. It lives with the framing (not with the
+ * session that builds most of them) so that every producer — session replies, the server's own
+ * requests in peer-requests.ts — and the connection that writes them share one leaf module.
+ */
+export interface Outgoing {
+  readonly header: Header;
+  readonly body: Uint8Array;
+  /** Descriptors to pass with the message; the sender closes them once sent. */
+  readonly fds: readonly number[];
+}
+
 /** A header the stream cannot continue past; carries it so an error reply can echo the id. */
 export class BadHeaderError extends FatalStreamError {
   constructor(

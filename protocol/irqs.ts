@@ -12,13 +12,12 @@
  * arrive even when MASKABLE is not advertised, and for KVM INTx an UNMASK with DATA_EVENTFD
  * (the resample fd) is followed by an UNMASK with DATA_NONE.
  */
-import type { IrqSet } from './codec.ts';
 import type { IrqDescription, InterruptLines } from './served-device.ts';
 import { invalid } from './errors.ts';
 import type { Logger } from './log.ts';
 import { type FdWatch, closeQuietly, eventfdConsume, eventfdSignal, isEventfd, watchFd } from './native/libc.ts';
 import type { TraceBus } from './trace-bus.ts';
-import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IRQ_SET_SIZE, IrqInfoFlags, IrqSetFlags } from './wire.ts';
+import { IRQ_SET_ACTION_MASK, IRQ_SET_DATA_MASK, IrqInfoFlags, IrqSet, IrqSetFlags } from './wire.ts';
 
 interface Vector {
   trigger: number | null;
@@ -148,7 +147,7 @@ export class IrqTable implements InterruptLines {
       invalid(`SET_IRQS vectors [${req.start}, +${req.count}) out of range for index ${req.index} (${vectors.length} vectors)`);
     }
     const boolBytes = data === IrqSetFlags.DATA_BOOL ? req.count : 0;
-    if (req.argsz < IRQ_SET_SIZE + boolBytes || req.data.byteLength < boolBytes) {
+    if (req.argsz < IrqSet.size + boolBytes || req.data.byteLength < boolBytes) {
       invalid(`SET_IRQS argsz ${req.argsz} too small for ${req.count} vectors`);
     }
     if (data !== IrqSetFlags.DATA_EVENTFD && fds.length) invalid('SET_IRQS carries fds without DATA_EVENTFD');

@@ -4,10 +4,9 @@
  * waiter is rejected.
  */
 import { Errno, VfioUserError } from './errors.ts';
-import type { Frame } from './framing.ts';
+import type { Frame, Outgoing } from './framing.ts';
 import { isError } from './header.ts';
 import { closeQuietly } from './native/libc.ts';
-import type { Outgoing } from './session.ts';
 import { HEADER_SIZE, MessageType, commandName } from './wire.ts';
 
 interface Waiter {

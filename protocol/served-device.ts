@@ -122,22 +122,27 @@ export type DeviceFactory = (host: DeviceHost) => DeviceModel;
 
 const PAGE = 4096n;
 
+/** A device describes its regions inconsistently; the message names the field. */
+export class DeviceDescriptionError extends Error {
+  override name = 'DeviceDescriptionError';
+}
+
 /**
  * What the server checks of a device's description when it starts, whoever built the device:
  * mmap areas must be whole pages, in order, inside their region, and only on shared memory —
- * a client maps them page by page from the region's fd. Throws an Error naming the field.
+ * a client maps them page by page from the region's fd. Throws DeviceDescriptionError.
  */
 export function checkRegionDescriptions(device: Pick<DeviceModel, 'name' | 'regions'>): void {
   for (const r of device.regions) {
     if (!r.mmapAreas) continue;
     const field = `${device.name}: region ${r.index} mmapAreas`;
-    if (!r.memory) throw new Error(`${field}: only a region with shared memory can be mapped`);
+    if (!r.memory) throw new DeviceDescriptionError(`${field}: only a region with shared memory can be mapped`);
     let end = 0n;
     r.mmapAreas.forEach((a, i) => {
-      if (a.size <= 0n || a.offset % PAGE !== 0n || a.size % PAGE !== 0n) throw new Error(`${field}[${i}]: offset and size must be non-empty multiples of ${PAGE}`);
-      if (a.offset < end) throw new Error(`${field}[${i}]: areas must be in order and must not overlap`);
+      if (a.size <= 0n || a.offset % PAGE !== 0n || a.size % PAGE !== 0n) throw new DeviceDescriptionError(`${field}[${i}]: offset and size must be non-empty multiples of ${PAGE}`);
+      if (a.offset < end) throw new DeviceDescriptionError(`${field}[${i}]: areas must be in order and must not overlap`);
       end = a.offset + a.size;
-      if (end > r.size) throw new Error(`${field}[${i}]: ends at 0x${end.toString(16)}, past the region's 0x${r.size.toString(16)} bytes`);
+      if (end > r.size) throw new DeviceDescriptionError(`${field}[${i}]: ends at 0x${end.toString(16)}, past the region's 0x${r.size.toString(16)} bytes`);
     });
   }
 }

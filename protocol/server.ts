@@ -7,6 +7,7 @@
 import { readFileSync, unlinkSync } from 'node:fs';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from './client-limits.ts';
 import { Connection } from './connection.ts';
+import type { Outgoing } from './framing.ts';
 import { checkRegionDescriptions, type DeviceFactory, type DeviceModel, type SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
 import { ServerDma } from './dma-access.ts';
@@ -18,11 +19,11 @@ import { removeStaleSocket, withPrivateUmask } from './socket-file.ts';
 import { TraceBus } from './trace-bus.ts';
 import { type Logger, silentLogger } from './log.ts';
 import { type FdWatch, SyscallError, accept, dup, close as closeFd, listenUnix, watchReadable } from './native/libc.ts';
-import { type Outgoing, Session } from './session.ts';
+import { Session } from './session.ts';
 import { WARM_UP_ROUNDS, warmUp } from './warm-up.ts';
 import { MemfdMemory } from './shared-memory.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from './version.ts';
-import { VfioUserError } from './errors.ts';
+import { HostResourceError, VfioUserError } from './errors.ts';
 
 export interface ServerOptions {
   readonly socketPath: string;
@@ -321,7 +322,7 @@ const HUGE_PAGE = 2n << 20n;
 
 /** Huge-page backing needs a multiple of 2 MiB and that many free pages in the kernel's pool. */
 function checkHugePages(size: bigint): void {
-  if (size % HUGE_PAGE !== 0n) throw new Error(`huge-page backing needs a multiple of 2 MiB, not ${size} bytes`);
+  if (size % HUGE_PAGE !== 0n) throw new HostResourceError(`huge-page backing needs a multiple of 2 MiB, not ${size} bytes`);
   let free = 0n;
   try {
     const info = readFileSync('/proc/meminfo', 'utf8');
@@ -332,7 +333,7 @@ function checkHugePages(size: bigint): void {
   }
   const need = size / HUGE_PAGE;
   if (free < need) {
-    throw new Error(
+    throw new HostResourceError(
       `huge-page backing for ${size >> 20n} MiB needs ${need} free 2 MiB huge pages, the host has ${free}; ` +
         `reserve them (as root: echo ${need} > /proc/sys/vm/nr_hugepages) or drop --hugepages`,
     );

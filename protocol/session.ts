@@ -7,7 +7,7 @@
  */
 import { decodeVersion, encodeVersion } from './codec.ts';
 import { Errno, VfioUserError, invalid } from './errors.ts';
-import type { Frame } from './framing.ts';
+import type { Frame, Outgoing } from './framing.ts';
 import { type Handler, type HandlerContext, type HandlerResult, SessionStats } from './handlers/context.ts';
 import { dmaMap, dmaUnmap } from './handlers/dma.ts';
 import { regionRead, regionWrite, regionWriteMulti } from './handlers/access.ts';
@@ -18,16 +18,9 @@ import type { Header } from './header.ts';
 import { SyscallError, closeQuietly } from './native/libc.ts';
 import { PeerRequests } from './peer-requests.ts';
 import { negotiate, type Negotiated } from './version.ts';
-import { Command, FLAG_ERROR, FLAG_NO_REPLY, HEADER_SIZE, MessageType, REGION_ACCESS_SIZE, TYPE_MASK, commandName } from './wire.ts';
+import { Command, FLAG_ERROR, FLAG_NO_REPLY, HEADER_SIZE, MessageType, RegionAccess, TYPE_MASK, commandName } from './wire.ts';
 
 export { SessionStats };
-
-/** A message ready to send: header fields, body, and fds to pass with it. */
-export interface Outgoing {
-  readonly header: Header;
-  readonly body: Uint8Array;
-  readonly fds: readonly number[];
-}
 
 /** Commands whose requests may carry fds; any other request with fds is EINVAL. */
 const TAKES_FDS = new Set<number>([Command.DMA_MAP, Command.DEVICE_SET_IRQS]);
@@ -78,7 +71,7 @@ export class Session {
 
   /** Largest message we accept: a full data transfer plus the biggest fixed part. */
   maxMessageSize(): number {
-    return HEADER_SIZE + REGION_ACCESS_SIZE + this.ctx.limits.maxDataXferSize;
+    return HEADER_SIZE + RegionAccess.size + this.ctx.limits.maxDataXferSize;
   }
 
   /**

@@ -2,6 +2,14 @@
  * What the server and the device saw, as events, for the control/trace channel (trace/) and
  * for tests. Emitting costs one boolean check while nobody listens, so the hot path (every
  * trapped access) stays cheap.
+ *
+ * Who owns what: the event types below are the emitters' vocabulary, so they live with the
+ * emitters (protocol/, and devices through DeviceHost.trace), beside the bus they travel on.
+ * The trace channel in trace/ is one consumer among others (tests subscribe directly): it owns
+ * how events leave the process — the msgpack wire format, the subscribe filters, the text
+ * formatting — and the worker pool behind its checksum request. Putting the types in trace/
+ * instead would make protocol/ import trace/, which imports protocol/ (the server it
+ * watches): two folders that could no longer be read or reused apart.
  */
 
 export type TraceEvent =

@@ -1,11 +1,19 @@
 /**
  * vfio-user wire constants: command numbers, header flags, and the vfio structures the
- * commands carry. Sources: QEMU docs/interop/vfio-user.rst and linux/vfio.h; where QEMU's client
- * differs from the spec, docs/qemu-client.md says how. Everything is little-endian (host order on
- * the hosts we support).
+ * commands carry, each described once as a table (struct.ts) with its flags beside it: size,
+ * offsets, decoder and encoder all come from that table, for the server and the client alike.
+ * Sources: QEMU docs/interop/vfio-user.rst and linux/vfio.h; where QEMU's client differs from
+ * the spec, docs/qemu-client.md says how. Everything is little-endian (host order on the hosts
+ * we support).
  */
+import { defineStruct, type MessageOf } from './struct.ts';
 
-export const HEADER_SIZE = 16;
+/**
+ * The header every message starts with. `size` counts the whole message, header included;
+ * `error` is a positive errno in an error reply. header.ts has its fast path (every message).
+ */
+export const MessageHeader = defineStruct('vfio_user_header', { id: 'u16', command: 'u16', size: 'u32', flags: 'u32', error: 'u32' });
+export const HEADER_SIZE = MessageHeader.size;
 
 /** Command numbers (spec "Commands"); 14 is retired. */
 export const Command = {
@@ -50,16 +58,32 @@ export const DEFAULT_MAX_MSG_FDS = 1;
 export const DEFAULT_MAX_DATA_XFER = 1 << 20;
 export const PAGE_SIZE = 4096;
 
-// struct vfio_device_info
-export const DEVICE_INFO_SIZE = 16;
+/** VERSION's fixed part; a NUL-terminated JSON text of capabilities may follow (codec.ts). */
+export const VersionHead = defineStruct('vfio_user_version', { major: 'u16', minor: 'u16' }, 'json');
+
+export const DeviceInfo = defineStruct('vfio_device_info', { argsz: 'u32', flags: 'u32', numRegions: 'u32', numIrqs: 'u32' });
+export type DeviceInfo = MessageOf<typeof DeviceInfo>;
 export const DeviceFlags = { RESET: 1 << 0, PCI: 1 << 1 } as const;
 
-// struct vfio_region_info (argsz, flags, index, cap_offset, size u64, offset u64)
-export const REGION_INFO_SIZE = 32;
+/** The capability chain (reply only) follows; cap_offset counts from the struct's start. */
+export const RegionInfo = defineStruct(
+  'vfio_region_info',
+  { argsz: 'u32', flags: 'u32', index: 'u32', capOffset: 'u32', size: 'u64', offset: 'u64' },
+  'caps',
+);
+export type RegionInfo = MessageOf<typeof RegionInfo>;
 export const RegionFlags = { READ: 1 << 0, WRITE: 1 << 1, MMAP: 1 << 2, CAPS: 1 << 3 } as const;
 
-/** Region capability header: id u16, version u16, next u32. */
-export const CAP_HEADER_SIZE = 8;
+/** Every region capability starts with this; `next` is the offset of the next one, 0 at the end. */
+export const CapHeader = defineStruct('vfio_info_cap_header', { id: 'u16', version: 'u16', next: 'u32' });
+/** VFIO_REGION_INFO_CAP_SPARSE_MMAP: the header, then nr_areas SparseMmapArea entries. */
+export const SparseMmapCap = defineStruct(
+  'vfio_region_info_cap_sparse_mmap',
+  { id: 'u16', version: 'u16', next: 'u32', nrAreas: 'u32', reserved: 'u32' },
+  'areas',
+);
+export const SparseMmapArea = defineStruct('vfio_region_sparse_mmap_area', { offset: 'u64', size: 'u64' });
+export type SparseMmapArea = MessageOf<typeof SparseMmapArea>;
 export const CAP_SPARSE_MMAP = { id: 1, version: 1 } as const;
 
 /** vfio-pci region numbering. */
@@ -76,16 +100,17 @@ export const PciRegion = {
 } as const;
 export const PCI_NUM_REGIONS = 9;
 
-// struct vfio_irq_info (argsz, flags, index, count)
-export const IRQ_INFO_SIZE = 16;
+export const IrqInfo = defineStruct('vfio_irq_info', { argsz: 'u32', flags: 'u32', index: 'u32', count: 'u32' });
+export type IrqInfo = MessageOf<typeof IrqInfo>;
 export const IrqInfoFlags = { EVENTFD: 1 << 0, MASKABLE: 1 << 1, AUTOMASKED: 1 << 2, NORESIZE: 1 << 3 } as const;
 
 /** vfio-pci interrupt numbering. */
 export const PciIrq = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4 } as const;
 export const PCI_NUM_IRQS = 5;
 
-// struct vfio_irq_set (argsz, flags, index, start, count) then data
-export const IRQ_SET_SIZE = 20;
+/** `data`: one u8 per vector for DATA_BOOL; nothing for NONE or EVENTFD (the fds come alongside). */
+export const IrqSet = defineStruct('vfio_irq_set', { argsz: 'u32', flags: 'u32', index: 'u32', start: 'u32', count: 'u32' }, 'data');
+export type IrqSet = MessageOf<typeof IrqSet>;
 export const IrqSetFlags = {
   DATA_NONE: 1 << 0,
   DATA_BOOL: 1 << 1,
@@ -97,16 +122,52 @@ export const IrqSetFlags = {
 export const IRQ_SET_DATA_MASK = IrqSetFlags.DATA_NONE | IrqSetFlags.DATA_BOOL | IrqSetFlags.DATA_EVENTFD;
 export const IRQ_SET_ACTION_MASK = IrqSetFlags.ACTION_MASK | IrqSetFlags.ACTION_UNMASK | IrqSetFlags.ACTION_TRIGGER;
 
-// struct vfio_user_dma_map (argsz, flags, offset u64, address u64, size u64)
-export const DMA_MAP_SIZE = 32;
+/** `offset`: where the mapping starts inside the fd that came with the message. */
+export const DmaMap = defineStruct('vfio_user_dma_map', { argsz: 'u32', flags: 'u32', offset: 'u64', address: 'u64', size: 'u64' });
+export type DmaMap = MessageOf<typeof DmaMap>;
 export const DmaMapFlags = { READ: 1 << 0, WRITE: 1 << 1 } as const;
 
-// struct vfio_user_dma_unmap (argsz, flags, address u64, size u64)
-export const DMA_UNMAP_SIZE = 24;
+export const DmaUnmap = defineStruct('vfio_user_dma_unmap', { argsz: 'u32', flags: 'u32', address: 'u64', size: 'u64' });
+export type DmaUnmap = MessageOf<typeof DmaUnmap>;
 export const DmaUnmapFlags = { GET_DIRTY_BITMAP: 1 << 0, ALL: 1 << 1 } as const;
 
-/** REGION_READ / REGION_WRITE: offset u64, region u32, count u32, then data. */
-export const REGION_ACCESS_SIZE = 16;
+/**
+ * REGION_READ / REGION_WRITE, both directions. `data`: the bytes of a write request or a read
+ * reply; empty in a read request and a write reply. Decoded once per trapped guest access, so
+ * codec.ts has a fast path for it, held equal to this table by codec.test.ts.
+ */
+export const RegionAccess = defineStruct('vfio_user_region_access', { offset: 'u64', region: 'u32', count: 'u32' }, 'data');
+export type RegionAccess = MessageOf<typeof RegionAccess>;
+
+/** DEVICE_GET_REGION_IO_FDS (request and the reply's fixed part; we never list sub-regions). */
+export const RegionIoFds = defineStruct('vfio_user_region_io_fds_request', { argsz: 'u32', flags: 'u32', index: 'u32', count: 'u32' });
+export type RegionIoFds = MessageOf<typeof RegionIoFds>;
+
+/** REGION_WRITE_MULTI: wr_cnt, then that many entries (the reply is wr_cnt alone). */
+export const WriteMultiHead = defineStruct('vfio_user_write_multi', { wrCnt: 'u64' }, 'entries');
+/** One coalesced write: at most 8 data bytes, carried in a fixed 8-byte field. */
+export const WriteMultiEntry = defineStruct('vfio_user_write_multi_data', { offset: 'u64', region: 'u32', count: 'u32', data: 'u8[8]' });
+
+/**
+ * DMA_READ / DMA_WRITE (server → client), as QEMU 11.1 reads and writes them, measured against
+ * a real guest: offset u64, count (u32 in QEMU's struct, then 4 bytes of alignment padding: a
+ * u64 in effect), data from payload offset 16 — the spec's `address u64, count u64, data`.
+ * QEMU requires the whole message to be at least its 32-byte struct (+count for a write). (An
+ * older reading of QEMU's source put data at offset 12; the data the guest saw proved it wrong.)
+ */
+export const DmaTransferHead = defineStruct('vfio_user_dma_rw', { address: 'u64', count: 'u64' }, 'data');
+
+/** DEVICE_FEATURE: `flags` holds the feature index (bits 0–15) and GET/SET/PROBE above. */
+export const DeviceFeature = defineStruct('vfio_device_feature', { argsz: 'u32', flags: 'u32' }, 'data');
+export type DeviceFeature = MessageOf<typeof DeviceFeature>;
+/** The data of a GET of Feature.MIGRATION: the MigrationFlags offered. */
+export const FeatureMigration = defineStruct('vfio_device_feature_migration', { flags: 'u64' });
+/** The data of Feature.MIG_DEVICE_STATE: data_fd is unused over vfio-user (-1). */
+export const FeatureMigState = defineStruct('vfio_device_feature_mig_state', { deviceState: 'u32', dataFd: 'i32' });
+
+/** MIG_DATA_READ / MIG_DATA_WRITE: `data` holds `size` bytes of migration data. */
+export const MigData = defineStruct('vfio_user_mig_data', { argsz: 'u32', size: 'u32' }, 'data');
+export type MigData = MessageOf<typeof MigData>;
 
 /** DEVICE_FEATURE flags (linux/vfio.h): feature index in the low 16 bits. */
 export const FEATURE_INDEX_MASK = 0xffff;

@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import { createEduPlus, type EduPlus } from '../device/edu-plus.ts';
 import { VfioUserClient } from '../protocol/client.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { checksumMemory, closeOffload } from '../protocol/offload.ts';
+import { checksumMemory, closeOffload } from '../trace/offload.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { PciRegion } from '../protocol/wire.ts';
 

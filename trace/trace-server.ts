@@ -9,7 +9,7 @@
  * too slowly loses events (and is told how many) instead of growing our memory.
  */
 import { removeStaleSocket, withPrivateUmask } from '../protocol/socket-file.ts';
-import { checksumMemory } from '../protocol/offload.ts';
+import { checksumMemory } from './offload.ts';
 import { lstatSync, unlinkSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { RegionDescription } from '../protocol/served-device.ts';
@@ -182,7 +182,7 @@ class TraceChannel implements TraceServer {
         return data.length;
       }
       case 'checksum-region': {
-        // Any length: the hash runs in a worker thread (protocol/offload.ts), so the device
+        // Any length: the hash runs in a worker thread (offload.ts), so the device
         // keeps answering its client meanwhile. Resolves later; the reply waits for it.
         const length = toIndex(req.length, 'length');
         const { memory, offset } = this.sharedRange(req, length, false, false);

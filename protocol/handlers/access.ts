@@ -3,7 +3,7 @@ import { decodeRegionAccess, decodeWriteMulti, encodeRegionAccess } from '../cod
 import type { RegionDescription } from '../served-device.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
-import { WireWriter } from '../writer.ts';
+import { WriteMultiHead } from '../wire.ts';
 import { EMPTY, type HandlerContext, type HandlerResult, sizedRegion } from './context.ts';
 
 /** Checks index, access, count and range (without u64 overflow). EINVAL for any failure. */
@@ -77,5 +77,5 @@ export function regionWriteMulti(ctx: HandlerContext, frame: Frame): HandlerResu
   if (writes.length === 0) invalid('REGION_WRITE_MULTI with no writes');
   const regions = writes.map((w) => checkAccess(ctx, w.region, w.offset, w.count, true));
   writes.forEach((w, i) => write(ctx, regions[i]!, w.offset, w.data));
-  return { body: new WireWriter(8).u64(writes.length).finish() };
+  return { body: WriteMultiHead.encode({ wrCnt: BigInt(writes.length) }) };
 }

@@ -1,15 +1,14 @@
 /** DMA_MAP and DMA_UNMAP: the client lends (and takes back) guest memory. */
-import { decodeDmaMap, decodeDmaUnmap, encodeDmaUnmap } from '../codec.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
-import { DMA_MAP_SIZE, DMA_UNMAP_SIZE } from '../wire.ts';
+import { DmaMap, DmaUnmap } from '../wire.ts';
 import { EMPTY, type HandlerContext, type HandlerResult, requireArgsz } from './context.ts';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 export function dmaMap(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeDmaMap(frame.body);
-  requireArgsz('DMA_MAP', req.argsz, DMA_MAP_SIZE);
+  const req = DmaMap.decode(frame.body);
+  requireArgsz('DMA_MAP', req.argsz, DmaMap.size);
   if (frame.fds.length > 1) invalid(`DMA_MAP carries ${frame.fds.length} fds (at most 1)`);
   const fd = frame.fds.splice(0)[0];
   ctx.dma.add(req, fd);
@@ -19,11 +18,11 @@ export function dmaMap(ctx: HandlerContext, frame: Frame): HandlerResult {
 }
 
 export function dmaUnmap(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeDmaUnmap(frame.body);
-  requireArgsz('DMA_UNMAP', req.argsz, DMA_UNMAP_SIZE);
+  const req = DmaUnmap.decode(frame.body);
+  requireArgsz('DMA_UNMAP', req.argsz, DmaUnmap.size);
   const removed = ctx.dma.remove(req);
   ctx.trace.emit({ type: 'dma-unmap', address: req.address, size: req.size, count: removed });
   ctx.log.debug(`DMA_UNMAP [${hex(req.address)}, +${hex(req.size)}): ${removed} mapping(s) removed`);
   // The spec: the reply is the original entry of the request (argsz as sent, like libvfio-user).
-  return { body: encodeDmaUnmap(req) };
+  return { body: DmaUnmap.encode(req) };
 }

@@ -3,17 +3,10 @@
  * DEVICE_RESET. Unknown or unsupported features are ENOTTY, as the kernel answers
  * VFIO_DEVICE_FEATURE; malformed requests are EINVAL.
  */
-import { decodeDeviceFeature, decodeMigData, encodeDeviceFeature, encodeMigData } from '../codec.ts';
 import { Errno, VfioUserError, invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
-import { WireReader } from '../reader.ts';
-import { WireWriter } from '../writer.ts';
-import { FEATURE_INDEX_MASK, Feature, FeatureFlags, MigrationFlags } from '../wire.ts';
+import { DeviceFeature, FEATURE_INDEX_MASK, Feature, FeatureFlags, FeatureMigState, FeatureMigration, MigData, MigrationFlags } from '../wire.ts';
 import { EMPTY, type HandlerContext, type HandlerResult, requireArgsz } from './context.ts';
-
-const FEATURE_HEAD = 8;
-/** struct vfio_device_feature_mig_state: device_state u32, data_fd s32. */
-const MIG_STATE_SIZE = 8;
 const ALL_OPS = FeatureFlags.GET | FeatureFlags.SET | FeatureFlags.PROBE;
 
 /** Which operations each feature supports. */
@@ -23,8 +16,8 @@ const SUPPORTED: Record<number, number> = {
 };
 
 export function deviceFeature(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeDeviceFeature(frame.body);
-  requireArgsz('DEVICE_FEATURE', req.argsz, FEATURE_HEAD);
+  const req = DeviceFeature.decode(frame.body);
+  requireArgsz('DEVICE_FEATURE', req.argsz, DeviceFeature.size);
   if (req.flags & ~(FEATURE_INDEX_MASK | ALL_OPS)) invalid(`DEVICE_FEATURE unknown flags 0x${req.flags.toString(16)}`);
   const feature = req.flags & FEATURE_INDEX_MASK;
   const ops = req.flags & (FeatureFlags.GET | FeatureFlags.SET);
@@ -34,46 +27,42 @@ export function deviceFeature(ctx: HandlerContext, frame: Frame): HandlerResult 
   if (supported === undefined) throw new VfioUserError(Errno.ENOTTY, `device feature ${feature} is not supported`);
   if ((ops & supported) !== ops) invalid(`device feature ${feature} does not support ${ops === FeatureFlags.SET ? 'SET' : 'GET/SET'}`);
   // The spec: a probe's reply is its request.
-  if (probe) return { body: encodeDeviceFeature({ argsz: req.argsz, flags: req.flags, data: EMPTY }) };
+  if (probe) return { body: DeviceFeature.encode({ argsz: req.argsz, flags: req.flags }) };
 
   if (feature === Feature.MIGRATION) {
-    return reply(req.argsz, req.flags, new WireWriter(8).u64(MigrationFlags.STOP_COPY).finish());
+    return reply(req.argsz, req.flags, FeatureMigration.encode({ flags: MigrationFlags.STOP_COPY }));
   }
-  // MIG_DEVICE_STATE: { device_state u32, data_fd s32 } (data_fd unused over vfio-user: -1).
   if (ops === FeatureFlags.SET) {
     // argsz covers the whole struct, as the kernel's vfio_check_feature requires.
-    requireArgsz('DEVICE_FEATURE SET MIG_DEVICE_STATE', req.argsz, FEATURE_HEAD + MIG_STATE_SIZE);
-    if (req.data.byteLength < MIG_STATE_SIZE) invalid(`MIG_DEVICE_STATE data is ${req.data.byteLength} bytes, needs ${MIG_STATE_SIZE}`);
-    const r = new WireReader(req.data);
-    const target = r.u32('device_state');
-    ctx.migration.setState(target);
-    return { body: encodeDeviceFeature({ argsz: req.argsz, flags: req.flags, data: req.data }) };
+    requireArgsz('DEVICE_FEATURE SET MIG_DEVICE_STATE', req.argsz, DeviceFeature.size + FeatureMigState.size);
+    ctx.migration.setState(FeatureMigState.decode(req.data).deviceState);
+    return { body: DeviceFeature.encode(req) };
   }
-  return reply(req.argsz, req.flags, new WireWriter(8).u32(ctx.migration.state).u32(0xffffffff).finish());
+  return reply(req.argsz, req.flags, FeatureMigState.encode({ deviceState: ctx.migration.state, dataFd: -1 }));
 }
 
 /** A GET reply: the data appended and its length added to argsz; EINVAL if argsz cannot hold it. */
 function reply(argsz: number, flags: number, data: Uint8Array): HandlerResult {
-  const needed = FEATURE_HEAD + data.byteLength;
+  const needed = DeviceFeature.size + data.byteLength;
   requireArgsz('DEVICE_FEATURE GET', argsz, needed);
-  return { body: encodeDeviceFeature({ argsz: needed, flags, data }) };
+  return { body: DeviceFeature.encode({ argsz: needed, flags, data }) };
 }
 
 export function migDataRead(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeMigData(frame.body);
-  requireArgsz('MIG_DATA_READ', req.argsz, 8);
+  const req = MigData.decode(frame.body);
+  requireArgsz('MIG_DATA_READ', req.argsz, MigData.size);
   if (req.data.byteLength !== 0) invalid('MIG_DATA_READ request carries data');
   const limit = ctx.negotiated().clientMaxDataXferSize;
   if (req.size > limit) invalid(`MIG_DATA_READ size ${req.size} exceeds the client's max_data_xfer_size ${limit}`);
   // A short reply means "no more data", so a reply that cannot hold `size` must be refused.
-  requireArgsz('MIG_DATA_READ', req.argsz, 8 + req.size);
+  requireArgsz('MIG_DATA_READ', req.argsz, MigData.size + req.size);
   const data = ctx.migration.read(req.size);
-  return { body: encodeMigData({ argsz: 8 + data.byteLength, size: data.byteLength, data }) };
+  return { body: MigData.encode({ argsz: MigData.size + data.byteLength, size: data.byteLength, data }) };
 }
 
 export function migDataWrite(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeMigData(frame.body);
-  requireArgsz('MIG_DATA_WRITE', req.argsz, 8);
+  const req = MigData.decode(frame.body);
+  requireArgsz('MIG_DATA_WRITE', req.argsz, MigData.size);
   if (req.size !== req.data.byteLength) invalid(`MIG_DATA_WRITE size ${req.size} but ${req.data.byteLength} data bytes`);
   ctx.migration.write(req.data);
   return { body: EMPTY };

@@ -1,29 +1,17 @@
 /** DEVICE_GET_INFO, DEVICE_GET_REGION_INFO, DEVICE_GET_REGION_IO_FDS, DEVICE_GET_IRQ_INFO. */
-import {
-  decodeDeviceInfo,
-  decodeIrqInfo,
-  decodeRegionInfo,
-  decodeRegionIoFds,
-  encodeDeviceInfo,
-  encodeIrqInfo,
-  encodeRegionInfo,
-  encodeRegionIoFds,
-  encodeSparseMmapCap,
-} from '../codec.ts';
+import { encodeSparseMmapCap } from '../codec.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
-import { DEVICE_INFO_SIZE, DeviceFlags, IRQ_INFO_SIZE, REGION_INFO_SIZE, RegionFlags } from '../wire.ts';
+import { DeviceFlags, DeviceInfo, IrqInfo, RegionFlags, RegionInfo, RegionIoFds } from '../wire.ts';
 import { type HandlerContext, type HandlerResult, requireArgsz, sizedRegion } from './context.ts';
 
-const IO_FDS_SIZE = 16;
-
 export function deviceInfo(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeDeviceInfo(frame.body);
-  requireArgsz('DEVICE_GET_INFO', req.argsz, DEVICE_INFO_SIZE);
+  const req = DeviceInfo.decode(frame.body);
+  requireArgsz('DEVICE_GET_INFO', req.argsz, DeviceInfo.size);
   const d = ctx.device;
   return {
-    body: encodeDeviceInfo({
-      argsz: DEVICE_INFO_SIZE,
+    body: DeviceInfo.encode({
+      argsz: DeviceInfo.size,
       flags: DeviceFlags.PCI | (d.resettable ? DeviceFlags.RESET : 0),
       numRegions: d.numRegions,
       numIrqs: d.numIrqs,
@@ -36,30 +24,30 @@ function checkRegionIndex(ctx: HandlerContext, what: string, index: number): voi
 }
 
 export function regionInfo(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeRegionInfo(frame.body);
-  requireArgsz('GET_REGION_INFO', req.argsz, REGION_INFO_SIZE);
+  const req = RegionInfo.decode(frame.body);
+  requireArgsz('GET_REGION_INFO', req.argsz, RegionInfo.size);
   checkRegionIndex(ctx, 'GET_REGION_INFO', req.index);
   const region = sizedRegion(ctx, req.index);
-  const base = { argsz: REGION_INFO_SIZE, index: req.index, capOffset: 0, offset: 0n };
-  if (!region) return { body: encodeRegionInfo({ ...base, flags: 0, size: 0n }) };
+  const base = { argsz: RegionInfo.size, index: req.index, capOffset: 0, offset: 0n };
+  if (!region) return { body: RegionInfo.encode({ ...base, flags: 0, size: 0n }) };
   const flags = (region.readable ? RegionFlags.READ : 0) | (region.writable ? RegionFlags.WRITE : 0);
-  if (!region.memory) return { body: encodeRegionInfo({ ...base, flags, size: region.size }) };
+  if (!region.memory) return { body: RegionInfo.encode({ ...base, flags, size: region.size }) };
   // Shared memory: mmappable through one fd, over the areas the device declared (the whole
   // region unless some pages trap, e.g. a doorbell inside a RAM BAR).
   const cap = encodeSparseMmapCap(region.mmapAreas ?? [{ offset: 0n, size: region.size }]);
-  const needed = REGION_INFO_SIZE + cap.byteLength;
+  const needed = RegionInfo.size + cap.byteLength;
   if (req.argsz < needed) {
     // Too small for the capability: say how much is needed and send neither caps nor fd;
     // QEMU retries with that argsz. CAPS stays clear because QEMU's vfio-user client rejects
     // CAPS with a cap_offset below the struct size.
-    return { body: encodeRegionInfo({ ...base, argsz: needed, flags: flags | RegionFlags.MMAP, size: region.size }) };
+    return { body: RegionInfo.encode({ ...base, argsz: needed, flags: flags | RegionFlags.MMAP, size: region.size }) };
   }
   return {
-    body: encodeRegionInfo({
+    body: RegionInfo.encode({
       ...base,
       argsz: needed,
       flags: flags | RegionFlags.MMAP | RegionFlags.CAPS,
-      capOffset: REGION_INFO_SIZE,
+      capOffset: RegionInfo.size,
       size: region.size,
       caps: cap,
     }),
@@ -72,17 +60,17 @@ export function regionInfo(ctx: HandlerContext, frame: Frame): HandlerResult {
  * answer with count 0 and no fds for any valid region.
  */
 export function regionIoFds(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeRegionIoFds(frame.body);
-  requireArgsz('GET_REGION_IO_FDS', req.argsz, IO_FDS_SIZE);
+  const req = RegionIoFds.decode(frame.body);
+  requireArgsz('GET_REGION_IO_FDS', req.argsz, RegionIoFds.size);
   if (req.flags !== 0 || req.count !== 0) invalid('GET_REGION_IO_FDS flags and count must be 0');
   checkRegionIndex(ctx, 'GET_REGION_IO_FDS', req.index);
-  return { body: encodeRegionIoFds({ argsz: IO_FDS_SIZE, flags: 0, index: req.index, count: 0 }) };
+  return { body: RegionIoFds.encode({ argsz: RegionIoFds.size, flags: 0, index: req.index, count: 0 }) };
 }
 
 export function irqInfo(ctx: HandlerContext, frame: Frame): HandlerResult {
-  const req = decodeIrqInfo(frame.body);
-  requireArgsz('GET_IRQ_INFO', req.argsz, IRQ_INFO_SIZE);
+  const req = IrqInfo.decode(frame.body);
+  requireArgsz('GET_IRQ_INFO', req.argsz, IrqInfo.size);
   if (req.index >= ctx.device.numIrqs) invalid(`GET_IRQ_INFO index ${req.index} out of range (${ctx.device.numIrqs} indexes)`);
   const irq = ctx.device.irqs.find((i) => i.index === req.index);
-  return { body: encodeIrqInfo({ argsz: IRQ_INFO_SIZE, flags: irq?.flags ?? 0, index: req.index, count: irq?.count ?? 0 }) };
+  return { body: IrqInfo.encode({ argsz: IrqInfo.size, flags: irq?.flags ?? 0, index: req.index, count: irq?.count ?? 0 }) };
 }

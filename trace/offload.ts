@@ -2,10 +2,13 @@
  * Heavy work on device memory off the message loop: a piscina pool of worker threads (started
  * on first use, at most two threads on this two-core class of machine). While a task runs, the
  * loop keeps answering the client — register reads stay responsive.
+ *
+ * Only the trace channel asks for such work (checksum-region), so the pool lives here and the
+ * vfio-user side (protocol/) carries no worker-thread dependency.
  */
 import { Piscina } from 'piscina';
-import type { SharedMemory } from './served-device.ts';
-import { MemfdMemory } from './shared-memory.ts';
+import type { SharedMemory } from '../protocol/served-device.ts';
+import { MemfdMemory } from '../protocol/shared-memory.ts';
 import type { ChecksumTask } from './workers/memory-tasks.ts';
 
 let pool: Piscina | null = null;

@@ -4,7 +4,7 @@
  * just the window it needs; the mapping is gone before the task returns.
  */
 import { createHash } from 'node:crypto';
-import { PROT_READ, mmapShared, munmap, viewOf } from '../native/libc.ts';
+import { PROT_READ, mmapShared, munmap, viewOf } from '../../protocol/native/libc.ts';
 
 export interface ChecksumTask {
   readonly op: 'checksum';
