@@ -16,18 +16,8 @@
 import { type BadHeaderError, type Frame, FrameDecoder } from './framing.ts';
 import { type Header, encodeHeader } from './header.ts';
 import { MessageWriter, type QueueBounds } from './message-writer.ts';
-import {
-  FdReceiver,
-  FdSender,
-  type FdWatch,
-  closeQuietly,
-  close as closeFd,
-  peerPid,
-  setNonBlocking,
-  setReceiveTimeout,
-  shutdownSocket,
-  watchFd,
-} from './native/libc.ts';
+import { type FdWatch, closeQuietly, close as closeFd, peerPid, setNonBlocking, setReceiveTimeout, shutdownSocket, watchFd } from './native/libc.ts';
+import { FdReceiver, FdSender } from './native/fd-messages.ts';
 import { RequestWait } from './request-wait.ts';
 import { HEADER_SIZE } from './wire.ts';
 

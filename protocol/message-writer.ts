@@ -10,7 +10,8 @@
  * the reader checks in O(1) after each message to stop taking requests from a peer that does
  * not read its replies (`congested`), and `onDrained` says when to start again.
  */
-import { type FdSender, type FdWatch, closeQuietly } from './native/libc.ts';
+import { type FdWatch, closeQuietly } from './native/libc.ts';
+import { type FdSender } from './native/fd-messages.ts';
 
 interface Pending {
   readonly parts: Uint8Array[];

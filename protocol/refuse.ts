@@ -6,7 +6,8 @@
 import { Errno } from './errors.ts';
 import { decodeHeader, encodeHeader } from './header.ts';
 import type { Logger } from './log.ts';
-import { FdReceiver, FdSender, closeQuietly, close as closeFd, watchReadable } from './native/libc.ts';
+import { closeQuietly, close as closeFd, watchReadable } from './native/libc.ts';
+import { FdReceiver, FdSender } from './native/fd-messages.ts';
 import { FLAG_ERROR, HEADER_SIZE, MessageType } from './wire.ts';
 
 export function refuseClient(fd: number, reason: string, log: Logger, graceMs: number, onDone: () => void): void {

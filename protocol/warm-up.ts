@@ -13,7 +13,8 @@
 import { MessageChannel } from './channel.ts';
 import { encodeRegionAccess, encodeVersion } from './codec.ts';
 import { encodeHeader } from './header.ts';
-import { FdReceiver, FdSender, close as closeFd, socketPair } from './native/libc.ts';
+import { close as closeFd, socketPair } from './native/libc.ts';
+import { FdReceiver, FdSender } from './native/fd-messages.ts';
 import type { Session } from './session.ts';
 import { Command, HEADER_SIZE, MessageType, PciRegion } from './wire.ts';
 

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { VfioUserClient } from '../../protocol/client.ts';
-import { FdSender, close, eventfdCreate, memfdCreate } from '../../protocol/native/libc.ts';
+import { close, eventfdCreate, memfdCreate } from '../../protocol/native/libc.ts';
+import { FdSender } from '../../protocol/native/fd-messages.ts';
 import {
   Cmd,
   EDU_ID,

@@ -3,7 +3,8 @@
  * same thread), parses what the server sends with its own little parser, keeps replies in
  * arrival order, ignores (counts) server-to-client requests and closes any fds it receives.
  */
-import { FdReceiver, FdSender, type FdWatch, close, closeQuietly, connectUnix, watchReadable } from '../../protocol/native/libc.ts';
+import { type FdWatch, close, closeQuietly, connectUnix, watchReadable } from '../../protocol/native/libc.ts';
+import { FdReceiver, FdSender } from '../../protocol/native/fd-messages.ts';
 
 /** The server broke a rule: the message says which, and names the frame. */
 export class FuzzViolation extends Error {}

@@ -5,7 +5,8 @@
  * a wedged server fails the test instead of hanging it.
  */
 import { spawn } from 'node:child_process';
-import { FdReceiver, FdSender, close, closeQuietly, connectUnix, setNonBlocking, setReceiveTimeout, shutdownSocket } from '../../protocol/native/libc.ts';
+import { close, closeQuietly, connectUnix, setNonBlocking, setReceiveTimeout, shutdownSocket } from '../../protocol/native/libc.ts';
+import { FdReceiver, FdSender } from '../../protocol/native/fd-messages.ts';
 import { Cmd, body, header } from '../conformance/harness.ts';
 
 export { Cmd, body };
