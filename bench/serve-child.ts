@@ -2,7 +2,8 @@
  * The TS server for bench/host.ts, in its own process (the benchmark's client blocks its
  * thread, so an in-process server would starve): one edu-plus device on SOCKET, sleeping in
  * recvmsg up to WAIT_US for the next request after each reply (the serve command's --wait-us).
- * Prints "ready" once listening; SIGTERM closes it.
+ * Prints "ready" once listening; SIGTERM closes it. WARM_UP_ROUNDS=N in the environment sets the
+ * server's warm-up (0: none, to see a cold start).
  *
  *   tsx bench/serve-child.ts SOCKET WAIT_US
  */

@@ -13,7 +13,7 @@
  * replies and the queue passes its bounds, the channel stops taking messages (the rest of the
  * read wait, copied) until the queue drains: a client cannot make us hold unbounded output.
  */
-import { type BadHeaderError, type Frame, FrameDecoder } from './framing.ts';
+import { type BadHeaderError, type Frame, FrameDecoder, type MessageSizeLimit } from './framing.ts';
 import { type Header, encodeHeader } from './header.ts';
 import { MessageWriter, type QueueBounds } from './message-writer.ts';
 import { type FdWatch, closeQuietly, close as closeFd, peerPid, setNonBlocking, setReceiveTimeout, shutdownSocket, watchFd } from './native/libc.ts';
@@ -36,7 +36,7 @@ export interface ChannelOwner {
 
 export interface ChannelOptions {
   /** Largest acceptable message, header included; asked per message (it changes on VERSION). */
-  readonly maxMessageSize: () => number;
+  readonly limit: MessageSizeLimit;
   /** Most fds accepted with one read (more is a fatal stream error: they cannot be paired). */
   readonly maxFds: number;
   /** Most fds sent with one message. */
@@ -96,7 +96,7 @@ export class MessageChannel {
     this.sender = new FdSender(opts.maxSendFds ?? 16);
     this.writer = new MessageWriter(fd, this.sender, () => this.watch, (err) => this.owner.onFailure(`send failed: ${err.message}`), opts.output);
     this.writer.onDrained = () => this.drained();
-    this.decoder = new FrameDecoder(opts.maxMessageSize);
+    this.decoder = new FrameDecoder(opts.limit);
     this.shared = opts.sharedReceiveBuffer ?? false;
     // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for it.
     this.wait = new RequestWait(opts.waitMicros && peerPid(fd) !== process.pid ? opts.waitMicros : 0);

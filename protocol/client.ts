@@ -55,6 +55,9 @@ interface Pending {
   reject(err: Error): void;
 }
 
+/** Largest message a client accepts from a server. */
+const CLIENT_LIMIT = { maxMessageSize: () => 64 << 20 };
+
 export class VfioUserClient {
   private readonly channel: MessageChannel;
   private readonly pending = new Map<number, Pending>();
@@ -78,7 +81,7 @@ export class VfioUserClient {
         onEnd: () => this.shutdown('server closed the connection'),
         onFailure: (reason) => this.shutdown(reason),
       },
-      { maxMessageSize: () => 64 << 20, maxFds: 16 },
+      { limit: CLIENT_LIMIT, maxFds: 16 },
     );
   }
 

@@ -4,7 +4,7 @@
  * a peer that half-closed gets its last replies before we close, and every way the connection
  * ends is reported once, with its reason.
  */
-import { type BadHeaderError, type Frame, type Outgoing } from './framing.ts';
+import { type BadHeaderError, type Frame, type MessageSizeLimit, type Outgoing } from './framing.ts';
 import type { Logger } from './log.ts';
 import { MessageChannel } from './channel.ts';
 import type { QueueBounds } from './message-writer.ts';
@@ -19,7 +19,8 @@ export interface ConnectionHandlers {
 }
 
 export interface ConnectionOptions {
-  readonly maxMessageSize: () => number;
+  /** Bounds each message (the session: its limit changes with VERSION). */
+  readonly limit: MessageSizeLimit;
   /** Most fds accepted in one read; more is a fatal stream error (they cannot be paired). */
   readonly maxFds: number;
   /** Most fds we send with one message. */
@@ -63,7 +64,7 @@ export class Connection {
           ),
       },
       {
-        maxMessageSize: opts.maxMessageSize,
+        limit: opts.limit,
         maxFds: opts.maxFds,
         maxSendFds: opts.maxSendFds,
         output: opts.output,
@@ -84,6 +85,11 @@ export class Connection {
 
   start(): void {
     this.channel.start();
+  }
+
+  /** Handles what the socket holds now, without the event loop (the server's warm-up). */
+  pump(): boolean {
+    return this.channel.readOnce();
   }
 
   /**

@@ -15,7 +15,7 @@ function message(id: number, command: number, payload: number[] = [], sizeOverri
   return b;
 }
 
-const decoder = () => new FrameDecoder(() => 1024);
+const decoder = () => new FrameDecoder({ maxMessageSize: () => 1024 });
 
 describe('FrameDecoder', () => {
   it('frames one whole message', () => {

@@ -47,13 +47,22 @@ export class BadHeaderError extends FatalStreamError {
   }
 }
 
+/** Whatever bounds a stream's messages (a session, a client's fixed limit). */
+export interface MessageSizeLimit {
+  maxMessageSize(): number;
+}
+
 export class FrameDecoder {
   private partial: Buffer = Buffer.alloc(0);
   private partialLength = 0;
   private partialFds: number[] = [];
 
-  /** @param maxMessageSize largest acceptable `size` (header included); read per message. */
-  constructor(private readonly maxMessageSize: () => number) {}
+  /**
+   * @param limit its maxMessageSize() is the largest acceptable `size` (header included), asked
+   *   per message. An object rather than a closure: every session is one (Session's method),
+   *   so the call site stays monomorphic across connections and compiled code is reused.
+   */
+  constructor(private readonly limit: MessageSizeLimit) {}
 
   /** Bytes of an unfinished message held back for the next read. */
   get buffered(): number {
@@ -83,13 +92,13 @@ export class FrameDecoder {
     let pos = 0;
     while (data.byteLength - pos >= HEADER_SIZE) {
       const header = decodeHeader(data, pos);
-      if (header.size < HEADER_SIZE || header.size > this.maxMessageSize()) {
+      if (header.size < HEADER_SIZE || header.size > this.limit.maxMessageSize()) {
         error = new BadHeaderError(
           header,
           header.size < HEADER_SIZE ? Errno.EINVAL : Errno.E2BIG,
           header.size < HEADER_SIZE
             ? `message size ${header.size} is smaller than the ${HEADER_SIZE}-byte header`
-            : `message size ${header.size} exceeds the limit of ${this.maxMessageSize()} bytes`,
+            : `message size ${header.size} exceeds the limit of ${this.limit.maxMessageSize()} bytes`,
         );
         break;
       }
@@ -139,7 +148,7 @@ export class FrameDecoder {
   private wholeMessage(chunk: Uint8Array, fds: number[]): { frames: Frame[] } | null {
     if (chunk.byteLength < HEADER_SIZE) return null;
     const header = decodeHeader(chunk, 0);
-    if (header.size !== chunk.byteLength || header.size > this.maxMessageSize()) return null;
+    if (header.size !== chunk.byteLength || header.size > this.limit.maxMessageSize()) return null;
     const body = new Uint8Array(chunk.buffer, chunk.byteOffset + HEADER_SIZE, header.size - HEADER_SIZE);
     return { frames: [{ header, body, fds }] };
   }

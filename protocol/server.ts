@@ -116,7 +116,7 @@ export class VfioUserServer {
     const server = new VfioUserServer(opts);
     try {
       const rounds = opts.warmUpRounds ?? WARM_UP_ROUNDS;
-      const stopped = rounds > 0 ? warmUp(server.newSession(silentLogger, new TraceBus(), () => {}), rounds) : null;
+      const stopped = rounds > 0 ? warmUp((fd) => server.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, rounds) : null;
       if (stopped) server.log.debug(`request path warm-up stopped early: ${stopped}`);
       server.listenFd = withPrivateUmask(() => listenUnix(opts.socketPath));
     } catch (err) {
@@ -199,9 +199,14 @@ export class VfioUserServer {
     }
   }
 
-  /** A session on this server's device and resources; `send` carries its own requests. */
-  private newSession(log: Logger, trace: TraceBus, send: (out: Outgoing) => void): Session {
-    return new Session(
+  /**
+   * A session and its connection on `fd`, built one way for clients and for the warm-up, so
+   * the code the warm-up compiles is the code clients run (V8 compiles for the object shapes
+   * and call targets it saw: a look-alike path would be thrown away at the first real request).
+   */
+  private openConnection(fd: number, log: Logger, onClose: (session: Session, reason: string) => void): { session: Session; connection: Connection } {
+    let connection: Connection | null = null;
+    const session = new Session(
       {
         device: this.device,
         irqs: this.irqs,
@@ -210,29 +215,23 @@ export class VfioUserServer {
         limits: this.limits,
         memoryFd: (memory: SharedMemory) => this.memoryFd(memory),
         log,
-        trace,
+        trace: this.trace,
       },
-      send,
+      (out: Outgoing) => connection?.send(out),
     );
-  }
-
-  private serve(fd: number): void {
-    const log = this.log.child(`client${++this.clients}`);
-    let connection: Connection | null = null;
-    const session = this.newSession(log, this.trace, (out) => connection?.send(out));
     connection = new Connection(
       fd,
       {
         onFrame: (frame) => session.handle(frame),
         onBadHeader: (err) => session.errorReply(err.header, new VfioUserError(err.errno, err.message)),
         onClose: (reason) => {
-          this.onClientGone(session, reason, log);
+          onClose(session, reason);
           // Nothing may keep the closed connection (and its buffers) alive through the session.
           connection = null;
         },
       },
       {
-        maxMessageSize: () => session.maxMessageSize(),
+        limit: session,
         maxFds: this.limits.maxMsgFds,
         waitMicros: this.opts.waitMicros ?? DEFAULT_WAIT_MICROS,
         output: { maxBytes: this.clientLimits.maxQueuedBytes, maxMessages: this.clientLimits.maxQueuedMessages, maxFds: this.clientLimits.maxQueuedFds },
@@ -240,6 +239,12 @@ export class VfioUserServer {
         log,
       },
     );
+    return { session, connection };
+  }
+
+  private serve(fd: number): void {
+    const log = this.log.child(`client${++this.clients}`);
+    const { session, connection } = this.openConnection(fd, log, (s, reason) => this.onClientGone(s, reason, log));
     this.session = session;
     this.connection = connection;
     log.info('client connected');
@@ -247,7 +252,7 @@ export class VfioUserServer {
     connection.start();
     // A client that never says VERSION would hold the device from everyone else for ever.
     const hello = setTimeout(() => {
-      if (!session.negotiated) connection?.close(`no VERSION within ${this.clientLimits.idleTimeoutMs} ms`);
+      if (!session.negotiated) connection.close(`no VERSION within ${this.clientLimits.idleTimeoutMs} ms`);
     }, this.clientLimits.idleTimeoutMs);
     hello.unref();
     this.helloTimer = hello;
