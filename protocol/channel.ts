@@ -102,10 +102,6 @@ export class MessageChannel {
     this.wait = new RequestWait(opts.waitMicros && peerPid(fd) !== process.pid ? opts.waitMicros : 0);
   }
 
-  get isOpen(): boolean {
-    return !this.closed;
-  }
-
   get isWatched(): boolean {
     return this.watch !== null;
   }

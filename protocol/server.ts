@@ -244,7 +244,7 @@ export class VfioUserServer {
 
   private serve(fd: number): void {
     const log = this.log.child(`client${++this.clients}`);
-    const { session, connection } = this.openConnection(fd, log, (s, reason) => this.onClientGone(s, reason, log));
+    const { session, connection } = this.openConnection(fd, log, (s, reason) => this.onClientGone(s, reason, log, connection));
     this.session = session;
     this.connection = connection;
     log.info('client connected');
@@ -260,7 +260,7 @@ export class VfioUserServer {
 
   private helloTimer: NodeJS.Timeout | null = null;
 
-  private onClientGone(session: Session, reason: string, log: Logger): void {
+  private onClientGone(session: Session, reason: string, log: Logger, connection: Connection): void {
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.helloTimer = null;
     session.close(reason);
@@ -270,7 +270,9 @@ export class VfioUserServer {
     const maps = this.dma.clear();
     const irqFds = this.irqs.heldFds;
     this.irqs.clear();
+    const waits = connection.waitStats;
     log.info(`${reason}; released ${maps} DMA mapping(s) and ${irqFds} interrupt eventfd(s); device state kept`);
+    if (waits.answered + waits.wasted > 0) log.debug(`waits in recvmsg for the next request: ${waits.answered} answered, ${waits.wasted} timed out`);
     this.trace.emit({ type: 'client', event: 'disconnect', detail: reason });
     this.lastSession = session;
     this.connection = null;
