@@ -187,7 +187,14 @@ export abstract class PciFunction implements DeviceModel {
         return;
       }
       const v = this.barRead(region, offset, size);
-      for (let i = 0; i < size; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      // Registers of up to 4 bytes (every trapped access a guest makes with 32-bit MMIO) are
+      // taken apart as a number: one BigInt conversion instead of two BigInt operations a byte.
+      if (size <= 4) {
+        const n = Number(BigInt.asUintN(32, v));
+        for (let i = 0; i < size; i++) into[i] = (n >>> (8 * i)) & 0xff;
+      } else {
+        for (let i = 0; i < size; i++) into[i] = Number((v >> BigInt(8 * i)) & 0xffn);
+      }
       return;
     }
     this.host.log.warn(`guest error: read of region ${region} which traps nothing`);
@@ -203,8 +210,15 @@ export abstract class PciFunction implements DeviceModel {
         this.host.log.warn(`guest error: ${size}-byte write to BAR${region} at 0x${offset.toString(16)} ignored (registers take 1, 2, 4 or 8 bytes)`);
         return;
       }
-      let v = 0n;
-      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
+      let v: bigint;
+      if (size <= 4) {
+        let n = 0;
+        for (let i = size - 1; i >= 0; i--) n = n * 256 + data[i]!;
+        v = BigInt(n);
+      } else {
+        v = 0n;
+        for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]!);
+      }
       this.barWrite(region, offset, size, v);
       return;
     }
