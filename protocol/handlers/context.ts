@@ -47,7 +47,13 @@ export const EMPTY = new Uint8Array(0);
 
 /** A region the device describes with a non-zero size, or undefined. */
 export function sizedRegion(ctx: HandlerContext, index: number): RegionDescription | undefined {
-  return ctx.device.regions.find((r) => r.index === index && r.size > 0n);
+  const regions = ctx.device.regions;
+  // A plain loop: this runs for every trapped access, and find() would allocate a closure.
+  for (let i = 0; i < regions.length; i++) {
+    const r = regions[i]!;
+    if (r.index === index && r.size > 0n) return r;
+  }
+  return undefined;
 }
 
 /** argsz must cover the fixed structure: EINVAL otherwise. */
