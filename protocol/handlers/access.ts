@@ -59,21 +59,30 @@ const MAX_NUMBER_OFFSET_HIGH = 0x1fffff;
 const u32At = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
 
 /**
- * A register read (a trapped access of up to 8 bytes to a region without shared memory), the
- * guest's MMIO path, with no intermediate object, BigInt or copy: the reply echoes the request's
- * offset, region and count and the device reads straight into it. Null when the access is
- * anything else (the general path checks and answers it).
+ * A register access: up to 8 bytes of a region without shared memory, the guest's MMIO path.
+ * Returns its offset when `body` is one that passes every check the general path makes (the
+ * count of data bytes included, for a write), else -1: the general path then checks again and
+ * refuses or answers it. Read the index and count with u32At. No object, BigInt or copy.
  */
-function registerRead(ctx: HandlerContext, body: Uint8Array): Buffer | null {
-  if (body.byteLength !== ACCESS_SIZE) return null;
+function registerOffset(ctx: HandlerContext, body: Uint8Array, write: boolean): number {
+  if (body.byteLength < ACCESS_SIZE) return -1;
   const high = u32At(body, AT_OFFSET + 4);
   const count = u32At(body, AT_COUNT);
-  if (high > MAX_NUMBER_OFFSET_HIGH || count === 0 || count > 8 || count > ctx.limits.maxDataXferSize) return null;
+  if (high > MAX_NUMBER_OFFSET_HIGH || count === 0 || count > 8 || count > ctx.limits.maxDataXferSize) return -1;
+  if (body.byteLength !== ACCESS_SIZE + (write ? count : 0)) return -1;
   const index = u32At(body, AT_REGION);
   const region = index < ctx.device.numRegions ? sizedRegion(ctx, index) : undefined;
-  if (!region || region.memory || !region.readable) return null;
+  if (!region || region.memory || !(write ? region.writable : region.readable)) return -1;
   const offset = high * 0x100000000 + u32At(body, AT_OFFSET);
-  if (offset + count > Number(region.size)) return null;
+  return offset + count > Number(region.size) ? -1 : offset;
+}
+
+/** A register read: the reply echoes offset, region and count, and the device reads into it. */
+function registerRead(ctx: HandlerContext, body: Uint8Array): Buffer | null {
+  const offset = registerOffset(ctx, body, false);
+  if (offset < 0) return null;
+  const index = u32At(body, AT_REGION);
+  const count = u32At(body, AT_COUNT);
   ctx.stats.count(ctx.stats.regionReads, index);
   // Zeroed, as the general path's buffer is: a device that leaves a byte alone returns 0 there.
   const reply = Buffer.alloc(ACCESS_SIZE + count);
@@ -82,6 +91,18 @@ function registerRead(ctx: HandlerContext, body: Uint8Array): Buffer | null {
   ctx.device.read(index, offset, data);
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-read', region: index, offset, size: count, value: traceValue(data) });
   return reply;
+}
+
+/** A register write: the reply is the request's fixed part, echoed. */
+function registerWrite(ctx: HandlerContext, body: Uint8Array): Buffer | null {
+  const offset = registerOffset(ctx, body, true);
+  if (offset < 0) return null;
+  const index = u32At(body, AT_REGION);
+  const data = body.subarray(ACCESS_SIZE);
+  ctx.stats.count(ctx.stats.regionWrites, index);
+  if (ctx.trace.active) ctx.trace.emit({ type: 'region-write', region: index, offset, size: data.byteLength, value: traceValue(data) });
+  ctx.device.write(index, offset, data);
+  return Buffer.from(body.subarray(0, ACCESS_SIZE));
 }
 
 export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
@@ -100,6 +121,8 @@ export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
 }
 
 export function regionWrite(ctx: HandlerContext, frame: Frame): HandlerResult {
+  const fast = registerWrite(ctx, frame.body);
+  if (fast) return { body: fast };
   const req = decodeRegionAccess(frame.body);
   if (req.data.byteLength !== req.count) invalid(`REGION_WRITE count ${req.count} but ${req.data.byteLength} data bytes`);
   write(ctx, checkAccess(ctx, req.region, req.offset, req.count, true), req.offset, req.data);
