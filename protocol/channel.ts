@@ -10,8 +10,8 @@
  * non-blocking); every call that must not block says MSG_DONTWAIT itself.
  *
  * Writing: ordered and non-blocking (message-writer.ts). When the owner's peer stops reading its
- * replies and the queue passes its bounds, the channel stops taking messages (the rest of the
- * read wait, copied) until the queue drains: a client cannot make us hold unbounded output.
+ * replies and the queue passes its bounds, the channel stops taking messages until the queue
+ * drains (the rest of the read waits, copied): a client cannot make us hold unbounded output.
  */
 import { type BadHeaderError, type Frame, FrameDecoder, type MessageSizeLimit } from './framing.ts';
 import { type Header, encodeHeader } from './header.ts';
