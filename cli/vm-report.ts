@@ -97,7 +97,8 @@ export interface RunFacts {
   exitStatusJudged?: readonly string[];
 }
 
-const PANIC = /Kernel panic - not syncing|BUG: kernel NULL pointer|Oops: |general protection fault/;
+/** A guest console line that says the kernel panicked or oopsed. */
+export const PANIC = /Kernel panic - not syncing|BUG: kernel NULL pointer|Oops: |general protection fault/;
 
 function describeStatus(status: number): string {
   return status > 128 ? `exited with status ${status} (killed by signal ${status - 128})` : `exited with status ${status}`;

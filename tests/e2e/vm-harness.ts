@@ -12,6 +12,18 @@ import { type GuestKernel, provisionKernel } from '../../qemu-configs/provision-
 import { type QemuInstall, provisionQemu } from '../../qemu-configs/provision-qemu.ts';
 import { qemuArgs } from '../../qemu-configs/qemu-command.ts';
 import { type KtapReport, parseKtap, type RunVmResult, runVm } from '../../qemu-configs/run-vm.ts';
+import { PANIC } from '../../cli/vm-report.ts';
+
+/**
+ * The message for a guest that never printed its done sentinel: the kernel's own panic line when
+ * it panicked (a boot under heavy load can), else the end of its console, so a failure says who
+ * stopped it rather than leaving the device suspected.
+ */
+export function notDoneReason(vm: Pick<RunVmResult, 'lines'>): string {
+  const panic = vm.lines.find((l) => PANIC.test(l));
+  if (panic) return `the guest kernel panicked before /init finished: ${panic.trim()}`;
+  return `the guest never printed its done sentinel; its console ended with:\n${vm.lines.slice(-12).join('\n')}`;
+}
 
 export interface TestVm {
   readonly qemu: QemuInstall;
