@@ -22,8 +22,9 @@ export const WARM_UP_ROUNDS = 5_000;
 
 /**
  * Runs `rounds` request/reply round trips through a connection made by `connect`. Returns null
- * when done, or why it stopped early: a device that refuses config reads is warmed no further. A failure anywhere
- * else throws, so a broken request path is found at start, not by the first client.
+ * when done, or why it stopped early: a device that refuses config reads is warmed no further.
+ * A failure anywhere else throws, so a broken request path is found at start, not by the first
+ * client.
  */
 export function warmUp(connect: (fd: number) => Connection, rounds = WARM_UP_ROUNDS): string | null {
   const [ours, theirs] = socketPair();
