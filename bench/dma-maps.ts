@@ -64,17 +64,6 @@ export async function measureDmaMaps(client: string, socketPath: string, opts: {
   }
 }
 
-/** CPU seconds (user + system, all threads) a process has used, from /proc/<pid>/stat. */
-export function cpuSecondsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at its closing parenthesis.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15
-  return ticks / CLOCK_TICKS_PER_SECOND;
-}
-
-/** USER_HZ: Linux reports /proc times in 1/100 s on every architecture it runs on. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 /** Our server (bench/serve-child.ts, the default --wait-us) on socketPath, in its own process. */
 export function startTsServer(root: string, socketPath: string): Promise<RunningServer> {

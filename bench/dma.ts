@@ -34,9 +34,10 @@ import { silentLogger } from '../protocol/log.ts';
 import { GUEST_RAM_SEALS, close, memfdCreate, mmapShared, munmap, viewOf } from '../protocol/native/libc.ts';
 import { VfioUserServer } from '../protocol/server.ts';
 import { DmaMapFlags, PciRegion } from '../protocol/wire.ts';
-import { GUEST_PAGES, buildDmaMapClient, cpuSecondsOf, type DmaMapRun, heapBytesPerMap, measureDmaMaps, startTsServer } from './dma-maps.ts';
-import { type RunningCPeer, startCPeer } from './c-peer.ts';
-import { type RunningServer, stopServer } from './processes.ts';
+import { GUEST_PAGES, buildDmaMapClient, type DmaMapRun, heapBytesPerMap, measureDmaMaps, startTsServer } from './dma-maps.ts';
+import { cpuSecondsOf } from './proc-cpu.ts';
+import { startCPeer } from './c-peer.ts';
+import { stopServer } from './processes.ts';
 import { medianOf } from './stats.ts';
 import type { Headline, Suite, SuiteContext, SuiteResult } from './suite.ts';
 
@@ -352,6 +353,13 @@ function report(ctx: SuiteContext, all: Cell[], maps: MapRows): SuiteResult {
   };
 }
 
+/** Our server or the C peer on `socket`, each in its own process. */
+async function startMapServer(side: 'TS' | 'C', socket: string): Promise<{ pid: number; stop(): Promise<void> }> {
+  if (side === 'C') return startCPeer(socket, { maxDmaMaps: GUEST_PAGES });
+  const server = await startTsServer(root, socket);
+  return { pid: server.child.pid!, stop: () => stopServer(server) };
+}
+
 /**
  * One repeat of the DMA_MAP rows: per depth, our server and then the C peer (bench/c-peer.c),
  * each fresh, so each starts from an empty table.
@@ -361,8 +369,7 @@ async function mapRepeat(ctx: SuiteContext, client: string, dir: string, repeat:
   for (const depth of MAP_DEPTHS) {
     for (const side of ['TS', 'C'] as const) {
       const socket = join(dir, `maps-${side}-${depth}.sock`);
-      const server = side === 'TS' ? await startTsServer(root, socket) : await startCPeer(socket, { maxDmaMaps: GUEST_PAGES });
-      const pid = side === 'TS' ? (server as RunningServer).child.pid! : (server as RunningCPeer).pid;
+      const { pid, stop } = await startMapServer(side, socket);
       try {
         const cpu0 = cpuSecondsOf(pid);
         const run = await measureDmaMaps(client, socket, { depth, dir });
@@ -370,8 +377,7 @@ async function mapRepeat(ctx: SuiteContext, client: string, dir: string, repeat:
         ctx.progress(`dma [${repeat}/${ctx.repeats}] DMA_MAP ×${GUEST_PAGES} depth ${depth} → ${side}: ${per(run.mapsPerSecond)} maps/s, ${per(run.unmapsPerSecond)} unmaps/s, ${run.totalSeconds.toFixed(2)} s, server CPU ${serverCpuMicrosPerOp.toFixed(1)} µs per message`);
         runs.push({ ...run, server: side, serverCpuMicrosPerOp });
       } finally {
-        if (side === 'TS') await stopServer(server as RunningServer);
-        else await (server as RunningCPeer).stop();
+        await stop();
       }
     }
   }

@@ -33,6 +33,20 @@ export interface CpuSample {
   readonly threads: readonly ThreadCpu[];
 }
 
+/** A stat line's command name and utime + stime in ticks. */
+function parseStat(stat: string): { name: string; ticks: number } {
+  // The name is in parentheses and may itself hold spaces or parentheses: split after the last ')'.
+  const close = stat.lastIndexOf(')');
+  const fields = stat.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state), so utime (14) and stime (15) are fields[11] and fields[12].
+  return { name: stat.slice(stat.indexOf('(') + 1, close), ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/** CPU time (user + system, every thread) a process has used so far, in seconds (10 ms steps). */
+export function cpuSecondsOf(pid: number): number {
+  return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks / CLOCK_TICKS_PER_S;
+}
+
 function readThread(pid: number, tid: number): Omit<ThreadCpu, 'group'> | null {
   let stat: string;
   try {
@@ -40,12 +54,7 @@ function readThread(pid: number, tid: number): Omit<ThreadCpu, 'group'> | null {
   } catch {
     return null; // the thread ended between readdir and read
   }
-  // The name is in parentheses and may itself hold spaces or parentheses: split after the last ')'.
-  const close = stat.lastIndexOf(')');
-  const name = stat.slice(stat.indexOf('(') + 1, close);
-  const fields = stat.slice(close + 2).split(' ');
-  // fields[0] is field 3 (state), so utime (14) and stime (15) are fields[11] and fields[12].
-  const ticks = Number(fields[11]) + Number(fields[12]);
+  const { name, ticks } = parseStat(stat);
   let runNs: number | null = null;
   try {
     runNs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);

@@ -2,9 +2,8 @@
  * The pieces of the scale suite that touch processes: one real `serve --device edu-plus …`
  * process serving N devices, quiet clients connected to some of them from the bench process,
  * the C client (bench/c-echo.c) driving others, and what /proc says about the server's memory
- * and CPU time.
+ * (its CPU time comes from proc-cpu.ts).
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VfioUserClient } from '../protocol/client.ts';
@@ -42,20 +41,6 @@ export function memoryOf(pid: number): Memory {
     rssShmemKiB: field(status, 'RssShmem', 'status'),
     privateKiB: field(rollup, 'Private_Clean', 'smaps_rollup') + field(rollup, 'Private_Dirty', 'smaps_rollup'),
   };
-}
-
-const clockTicks = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isInteger(n) && n > 0 ? n : 100;
-})();
-
-/** CPU time (user + system, every thread) a process has used so far, in seconds. */
-export function cpuSecondsOf(pid: number): number {
-  // The command name may hold spaces: fields are counted after its closing parenthesis.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
 }
 
 /** A `serve` process with one edu-plus device per socket (trace channels on, as by default). */

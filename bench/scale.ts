@@ -18,7 +18,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCEcho, startServer, stopServer } from './processes.ts';
-import { DeviceServer, type Memory, cpuSecondsOf, memoryOf, runCClient } from './scale-server.ts';
+import { cpuSecondsOf } from './proc-cpu.ts';
+import { DeviceServer, type Memory, memoryOf, runCClient } from './scale-server.ts';
 import { medianOf, summarize } from './stats.ts';
 import type { Headline, Suite, SuiteContext, SuiteResult } from './suite.ts';
 
