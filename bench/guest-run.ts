@@ -178,12 +178,21 @@ interface RunningDevice {
   stop(): Promise<void>;
 }
 
+/**
+ * Node flags for the edu-plus server process, from EDU_PLUS_BENCH_SERVE_FLAGS (space-separated):
+ * how to profile the server under the guest loop (--cpu-prof --cpu-prof-dir=DIR) or watch its
+ * compiler (--trace-deopt). Its stdout is not kept: write traces to a file (--logfile, --cpu-prof-dir).
+ */
+function serveNodeFlags(): string[] {
+  return (process.env.EDU_PLUS_BENCH_SERVE_FLAGS ?? '').split(' ').filter(Boolean);
+}
+
 /** The C peer and an `edu-plus serve` process (default options) on sockets in dir. */
 async function startServers(dir: string, boot: number): Promise<{ servers: RunningDevice[]; qemuDevices: string[] }> {
   const socket = (name: string) => join(dir, `${name}-${boot}.sock`);
   const [cPeer, eduPlus] = await Promise.allSettled([
     startCPeer(socket('c-peer'), { maxDmaMaps: dmaMapsForGuest(GUEST_MEMORY_MIB) }),
-    startServer([process.execPath, '--import', 'tsx', join(ROOT, 'cli/main.ts'), 'serve', '--socket-path', socket('edu-plus')], ROOT, SERVER_START_TIMEOUT_MS, 'edu-plus is serving on'),
+    startServer([process.execPath, ...serveNodeFlags(), '--import', 'tsx', join(ROOT, 'cli/main.ts'), 'serve', '--socket-path', socket('edu-plus')], ROOT, SERVER_START_TIMEOUT_MS, 'edu-plus is serving on'),
   ]);
   const servers: RunningDevice[] = [];
   if (cPeer.status === 'fulfilled') servers.push({ name: 'c-peer', pid: cPeer.value.pid, stop: cPeer.value.stop });

@@ -220,13 +220,15 @@ export class MessageChannel {
    * request. Whatever stays unread, epoll reports again: its watch is level-triggered. After an
    * error event (`toTheEnd`) it is not, and everything is read until the socket is empty.
    */
-  private drain(toTheEnd = false): void {
+  private drain(toTheEnd = false): boolean {
     let waiting = false;
+    let delivered = false;
     for (;;) {
       if (!this.readOnce(waiting)) {
         if (waiting && this.isReading) this.wait.wasted();
         break;
       }
+      delivered = true;
       if (waiting) this.wait.answered();
       const now = performance.now();
       RequestWait.noteRequest(this, now);
@@ -234,6 +236,15 @@ export class MessageChannel {
       if (!waiting && !toTheEnd) break;
     }
     this.wait.yielded();
+    return delivered;
+  }
+
+  /**
+   * What the event loop does when the socket is readable, called directly (the server's
+   * warm-up runs the path clients take without an event loop). True when messages came.
+   */
+  pump(): boolean {
+    return this.drain(false);
   }
 
   private get isReading(): boolean {

@@ -89,7 +89,7 @@ export class Connection {
 
   /** Handles what the socket holds now, without the event loop (the server's warm-up). */
   pump(): boolean {
-    return this.channel.readOnce();
+    return this.channel.pump();
   }
 
   /**

@@ -68,7 +68,14 @@ export class VfioUserServer {
   lastSession: Session | null = null;
   private clients = 0;
 
-  private constructor(private readonly opts: ServerOptions) {
+  /**
+   * @param standIn a stand-in for the warm-up (warm-up.ts): a second instance of the device that no
+   *   client will see, with plain memory (never huge pages: they may be counted for one device).
+   */
+  private constructor(
+    private readonly opts: ServerOptions,
+    standIn = false,
+  ) {
     this.log = opts.log;
     this.limits = opts.limits ?? DEFAULT_SERVER_LIMITS;
     this.clientLimits = { ...DEFAULT_CLIENT_LIMITS, ...opts.clientLimits };
@@ -89,8 +96,8 @@ export class VfioUserServer {
         setLevel: (index, level, vector) => irqs?.setLevel(index, level, vector),
       },
       allocateSharedMemory: (name, size, memOpts) => {
-        if (memOpts?.hugePages) checkHugePages(size);
-        const mem = new MemfdMemory(name, size, memOpts);
+        if (memOpts?.hugePages && !standIn) checkHugePages(size);
+        const mem = new MemfdMemory(name, size, standIn ? undefined : memOpts);
         this.memories.push(mem);
         return mem;
       },
@@ -115,9 +122,7 @@ export class VfioUserServer {
     removeStaleSocket(opts.socketPath, '--socket-path');
     const server = new VfioUserServer(opts);
     try {
-      const rounds = opts.warmUpRounds ?? WARM_UP_ROUNDS;
-      const stopped = rounds > 0 ? warmUp((fd) => server.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, rounds) : null;
-      if (stopped) server.log.debug(`request path warm-up stopped early: ${stopped}`);
+      server.warmUp(opts.warmUpRounds ?? WARM_UP_ROUNDS);
       server.listenFd = withPrivateUmask(() => listenUnix(opts.socketPath));
     } catch (err) {
       server.releaseMemory();
@@ -126,6 +131,29 @@ export class VfioUserServer {
     server.watchListener();
     server.log.info(`listening on ${opts.socketPath} (device ${server.device.name})`);
     return server;
+  }
+
+  /**
+   * Runs the request path before listening (warm-up.ts), on a stand-in device built by the same
+   * factory so that this device's registers are never touched. A factory that cannot build a
+   * second instance leaves the warm-up to config space reads of this one.
+   */
+  private warmUp(rounds: number): void {
+    if (rounds <= 0) return;
+    let standIn: VfioUserServer | null = null;
+    try {
+      standIn = new VfioUserServer({ ...this.opts, log: silentLogger }, true);
+    } catch (err) {
+      this.log.debug(`no stand-in device for the request path warm-up (${(err as Error).message}); warming up with config space reads`);
+    }
+    const via = standIn ?? this;
+    const target = standIn ? { standIn: true as const, regions: standIn.device.regions, irqs: standIn.device.irqs, numRegions: standIn.device.numRegions, numIrqs: standIn.device.numIrqs } : { standIn: false as const };
+    try {
+      const stopped = warmUp((fd) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, target, rounds);
+      if (stopped) this.log.debug(`request path warm-up stopped early: ${stopped}`);
+    } finally {
+      if (standIn) releaseStandIn(standIn.memories);
+    }
   }
 
   private watchListener(): void {
@@ -323,6 +351,22 @@ export class VfioUserServer {
   private releaseMemory(): void {
     for (const m of this.memories.splice(0)) m.close();
   }
+}
+
+/** How long a stand-in's memory stays mapped when its device took views of it. */
+const STAND_IN_GRACE_MS = 10_000;
+
+/**
+ * Frees a warm-up stand-in's memory. Memory its device never viewed goes at once. A view may
+ * still be held by work the rehearsal started (a DMA continuation, a timer), and unmapping under
+ * it would crash the process, so viewed memory goes after a grace period instead.
+ */
+function releaseStandIn(memories: MemfdMemory[]): void {
+  const release = (list: MemfdMemory[]) => list.forEach((m) => m.close());
+  release(memories.filter((m) => !m.viewed));
+  const viewed = memories.filter((m) => m.viewed);
+  if (viewed.length) setTimeout(() => release(viewed), STAND_IN_GRACE_MS).unref();
+  memories.length = 0;
 }
 
 const HUGE_PAGE = 2n << 20n;
