@@ -205,7 +205,7 @@ export class MessageChannel {
       this.owner.onEnd();
       return false;
     }
-    const { frames, error } = this.decoder.push(buffer.subarray(0, got.bytes), got.fds);
+    const { frames, error } = this.decoder.pushRead(buffer, got.bytes, got.fds);
     if (!useShared) return this.deliver(frames, 0, error);
     sharedBufferBusy = true;
     try {

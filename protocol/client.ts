@@ -35,6 +35,7 @@ import {
   IrqSet,
   MessageType,
   MigData,
+  RegionAccess,
   RegionInfo,
   RegionIoFds,
   WriteMultiHead,
@@ -57,6 +58,8 @@ interface Pending {
 
 /** Largest message a client accepts from a server. */
 const CLIENT_LIMIT = { maxMessageSize: () => 64 << 20 };
+/** No data (a read request, an empty reply): one instance, not one per message. */
+const EMPTY = new Uint8Array(0);
 
 export class VfioUserClient {
   private readonly channel: MessageChannel;
@@ -300,10 +303,10 @@ export class VfioUserClient {
 
   /** regionRead, blocking (see requestSync). */
   regionReadSync(region: number, offset: bigint, count: number): Uint8Array {
-    const r = this.requestSync(Command.REGION_READ, encodeRegionAccess({ offset, region, count, data: new Uint8Array(0) }));
-    const reply = decodeRegionAccess(r.body);
-    if (reply.data.byteLength !== count) throw new Error(`REGION_READ reply has ${reply.data.byteLength} bytes, asked ${count}`);
-    return reply.data;
+    const r = this.requestSync(Command.REGION_READ, encodeRegionAccess({ offset, region, count, data: EMPTY }));
+    // The data follows the echoed fixed part; its count is the one asked for (checked by length).
+    if (r.body.byteLength !== RegionAccess.size + count) throw new Error(`REGION_READ reply has ${r.body.byteLength - RegionAccess.size} bytes, asked ${count}`);
+    return r.body.subarray(RegionAccess.size);
   }
 
   async regionWrite(region: number, offset: bigint, data: Uint8Array): Promise<void> {

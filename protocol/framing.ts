@@ -82,8 +82,14 @@ export class FrameDecoder {
    * framed) and every fd not yet handed out stays here for takeOrphanFds().
    */
   push(chunk: Uint8Array, fds: number[]): { frames: Frame[]; error?: BadHeaderError } {
-    const single = this.partialLength === 0 ? this.wholeMessage(chunk, fds) : null;
+    return this.pushRead(chunk, chunk.byteLength, fds);
+  }
+
+  /** push() of a read's first `length` bytes of `buffer` (no view of them made when one message came). */
+  pushRead(buffer: Uint8Array, length: number, fds: number[]): { frames: Frame[]; error?: BadHeaderError } {
+    const single = this.partialLength === 0 ? this.wholeMessage(buffer, length, fds) : null;
     if (single) return single;
+    const chunk = length === buffer.byteLength ? buffer : buffer.subarray(0, length);
     const data = this.partialLength > 0 ? this.join(chunk) : chunk;
     const chunkStart = data.byteLength - chunk.byteLength;
     const starts: number[] = [];
@@ -145,10 +151,10 @@ export class FrameDecoder {
    * and its reply are one each): framed without the bookkeeping of the general case. Null for
    * anything else.
    */
-  private wholeMessage(chunk: Uint8Array, fds: number[]): { frames: Frame[] } | null {
-    if (chunk.byteLength < HEADER_SIZE) return null;
+  private wholeMessage(chunk: Uint8Array, length: number, fds: number[]): { frames: Frame[] } | null {
+    if (length < HEADER_SIZE) return null;
     const header = decodeHeader(chunk, 0);
-    if (header.size !== chunk.byteLength || header.size > this.limit.maxMessageSize()) return null;
+    if (header.size !== length || header.size > this.limit.maxMessageSize()) return null;
     const body = new Uint8Array(chunk.buffer, chunk.byteOffset + HEADER_SIZE, header.size - HEADER_SIZE);
     return { frames: [{ header, body, fds }] };
   }

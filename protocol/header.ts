@@ -21,14 +21,18 @@ export interface Header {
   readonly error: number;
 }
 
+/** Little-endian fields read byte by byte: no DataView to allocate per message. */
+const u16 = (b: Uint8Array, at: number): number => b[at]! | (b[at + 1]! << 8);
+const u32 = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
+
 export function decodeHeader(bytes: Uint8Array, at = 0): Header {
-  const v = new DataView(bytes.buffer, bytes.byteOffset + at, HEADER_SIZE);
+  if (at < 0 || at + HEADER_SIZE > bytes.byteLength) throw new RangeError(`a header needs ${HEADER_SIZE} bytes at ${at}, ${bytes.byteLength} there`);
   return {
-    id: v.getUint16(AT_ID, true),
-    command: v.getUint16(AT_COMMAND, true),
-    size: v.getUint32(AT_SIZE, true),
-    flags: v.getUint32(AT_FLAGS, true),
-    error: v.getUint32(AT_ERROR, true),
+    id: u16(bytes, at + AT_ID),
+    command: u16(bytes, at + AT_COMMAND),
+    size: u32(bytes, at + AT_SIZE),
+    flags: u32(bytes, at + AT_FLAGS),
+    error: u32(bytes, at + AT_ERROR),
   };
 }
 

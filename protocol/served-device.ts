@@ -102,7 +102,8 @@ export interface DeviceModel {
   /**
    * A trapped access. The server has already checked the region exists and that
    * [offset, offset+length) lies inside it. A device never throws on guest mistakes: it logs
-   * them and reads all-ones / ignores the write, like hardware.
+   * them and reads all-ones / ignores the write, like hardware. `into` and `data` are views the
+   * server reuses: valid during the call only (copy what must be kept).
    */
   read(region: number, offset: number, into: Uint8Array): void;
   write(region: number, offset: number, data: Uint8Array): void;

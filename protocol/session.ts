@@ -11,6 +11,7 @@ import type { Frame, Outgoing } from './framing.ts';
 import { type Handler, type HandlerContext, type HandlerResult, SessionStats } from './handlers/context.ts';
 import { dmaMap, dmaUnmap } from './handlers/dma.ts';
 import { regionRead, regionWrite, regionWriteMulti } from './handlers/access.ts';
+import { RegisterScratch } from './handlers/register-scratch.ts';
 import { deviceFeature, deviceReset, migDataRead, migDataWrite } from './handlers/features.ts';
 import { deviceInfo, irqInfo, regionInfo, regionIoFds } from './handlers/info.ts';
 import { setIrqs } from './handlers/irqs.ts';
@@ -44,7 +45,7 @@ const HANDLERS = new Map<number, Handler>([
 
 const EMPTY = new Uint8Array(0);
 
-export type SessionResources = Omit<HandlerContext, 'stats' | 'negotiated'>;
+export type SessionResources = Omit<HandlerContext, 'stats' | 'negotiated' | 'registers'>;
 
 export class Session {
   readonly stats = new SessionStats();
@@ -58,6 +59,7 @@ export class Session {
     this.ctx = {
       ...res,
       stats: this.stats,
+      registers: new RegisterScratch(),
       negotiated: () => {
         if (!this.negotiatedWith) throw new Error('handler ran before VERSION');
         return this.negotiatedWith;

@@ -5,6 +5,7 @@ import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
 import { RegionAccess, WriteMultiHead } from '../wire.ts';
 import { EMPTY, type HandlerContext, type HandlerResult, sizedRegion } from './context.ts';
+import { MAX_REGISTER } from './register-scratch.ts';
 
 /** Checks index, access, count and range (without u64 overflow). EINVAL for any failure. */
 function checkAccess(ctx: HandlerContext, index: number, offset: bigint, count: number, write: boolean): RegionDescription {
@@ -68,7 +69,7 @@ function registerOffset(ctx: HandlerContext, body: Uint8Array, write: boolean): 
   if (body.byteLength < ACCESS_SIZE) return -1;
   const high = u32At(body, AT_OFFSET + 4);
   const count = u32At(body, AT_COUNT);
-  if (high > MAX_NUMBER_OFFSET_HIGH || count === 0 || count > 8 || count > ctx.limits.maxDataXferSize) return -1;
+  if (high > MAX_NUMBER_OFFSET_HIGH || count === 0 || count > MAX_REGISTER || count > ctx.limits.maxDataXferSize) return -1;
   if (body.byteLength !== ACCESS_SIZE + (write ? count : 0)) return -1;
   const index = u32At(body, AT_REGION);
   const region = index < ctx.device.numRegions ? sizedRegion(ctx, index) : undefined;
@@ -78,31 +79,35 @@ function registerOffset(ctx: HandlerContext, body: Uint8Array, write: boolean): 
 }
 
 /** A register read: the reply echoes offset, region and count, and the device reads into it. */
-function registerRead(ctx: HandlerContext, body: Uint8Array): Buffer | null {
+function registerRead(ctx: HandlerContext, body: Uint8Array): Uint8Array | null {
   const offset = registerOffset(ctx, body, false);
   if (offset < 0) return null;
   const index = u32At(body, AT_REGION);
   const count = u32At(body, AT_COUNT);
   ctx.stats.count(ctx.stats.regionReads, index);
-  // Zeroed, as the general path's buffer is: a device that leaves a byte alone returns 0 there.
-  const reply = Buffer.alloc(ACCESS_SIZE + count);
+  const reply = ctx.registers.readReply[count]!;
   reply.set(body, 0);
-  const data = reply.subarray(ACCESS_SIZE);
+  // Zeroed, as the general path's buffer is: a device that leaves a byte alone returns 0 there.
+  const data = ctx.registers.readData[count]!;
+  for (let i = 0; i < count; i++) data[i] = 0;
   ctx.device.read(index, offset, data);
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-read', region: index, offset, size: count, value: traceValue(data) });
   return reply;
 }
 
 /** A register write: the reply is the request's fixed part, echoed. */
-function registerWrite(ctx: HandlerContext, body: Uint8Array): Buffer | null {
+function registerWrite(ctx: HandlerContext, body: Uint8Array): Uint8Array | null {
   const offset = registerOffset(ctx, body, true);
   if (offset < 0) return null;
   const index = u32At(body, AT_REGION);
-  const data = body.subarray(ACCESS_SIZE);
+  const data = ctx.registers.writeData[u32At(body, AT_COUNT)]!;
+  for (let i = 0; i < data.length; i++) data[i] = body[ACCESS_SIZE + i]!;
   ctx.stats.count(ctx.stats.regionWrites, index);
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-write', region: index, offset, size: data.byteLength, value: traceValue(data) });
   ctx.device.write(index, offset, data);
-  return Buffer.from(body.subarray(0, ACCESS_SIZE));
+  const reply = ctx.registers.writeReply;
+  for (let i = 0; i < ACCESS_SIZE; i++) reply[i] = body[i]!;
+  return reply;
 }
 
 export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {

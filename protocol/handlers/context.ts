@@ -1,5 +1,6 @@
 /** What every command handler gets: the device, the per-device tables and this session's state. */
 import type { DeviceModel, RegionDescription, SharedMemory } from '../served-device.ts';
+import type { RegisterScratch } from './register-scratch.ts';
 import type { DmaMapTable } from '../dma.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
@@ -34,6 +35,8 @@ export interface HandlerContext {
   readonly stats: SessionStats;
   /** What VERSION agreed (handlers only run after it). */
   readonly negotiated: () => Negotiated;
+  /** Reply buffers the register path reuses (access.ts). */
+  readonly registers: RegisterScratch;
 }
 
 export interface HandlerResult {

@@ -25,6 +25,8 @@ const { recvmsg, sendmsg, addressOf, errno: lastErrno } = messageCalls;
 /** Messages up to this size are copied into one buffer to be sent (see FdSender.sendSome). */
 const STAGING_SIZE = 4096;
 
+const NO_FDS: readonly number[] = [];
+
 const MSGHDR_SIZE = 56;
 const IOVEC_SIZE = 16;
 const CMSG_HEADER = 16;
@@ -125,6 +127,9 @@ export class FdSender {
   private readonly staging = Buffer.alloc(STAGING_SIZE);
   private readonly stagingAddress: bigint = addressOf(this.staging);
   private readonly controlAddress: bigint;
+  /** What the native blocks hold from the last call, so that a call like it rewrites only lengths. */
+  private iovIsStaging = false;
+  private controlAttached = true;
   constructor(
     readonly maxFds: number,
     private readonly maxIov = 4,
@@ -163,11 +168,15 @@ export class FdSender {
         at += part.byteLength - skip;
         skip = 0;
       }
-      iov.writeBigUInt64LE(this.stagingAddress, 0);
+      if (!this.iovIsStaging) {
+        iov.writeBigUInt64LE(this.stagingAddress, 0);
+        iov.writeUInt32LE(0, 12);
+        this.iovIsStaging = true;
+      }
       iov.writeUInt32LE(at, 8);
-      iov.writeUInt32LE(0, 12);
       count = 1;
     } else {
+      this.iovIsStaging = false;
       for (const part of parts) {
         if (skip >= part.byteLength) {
           skip -= part.byteLength;
@@ -190,9 +199,11 @@ export class FdSender {
       for (let i = 0; i < fds.length; i++) control.writeInt32LE(fds[i]!, CMSG_HEADER + i * 4);
       msghdr.writeBigUInt64LE(this.controlAddress, 32);
       msghdr.writeUInt32LE((len + 7) & ~7, 40);
-    } else {
+      this.controlAttached = true;
+    } else if (this.controlAttached) {
       msghdr.writeBigUInt64LE(0n, 32);
       msghdr.writeUInt32LE(0, 40);
+      this.controlAttached = false;
     }
     msghdr.writeUInt32LE(0, 44);
     for (;;) {
@@ -210,15 +221,18 @@ export class FdSender {
    * timeoutMs). For synchronous callers only: the event loop must never wait on a peer.
    */
   sendAll(fd: number, parts: readonly Uint8Array[], fds: readonly number[] = [], timeoutMs = 5000): void {
-    const total = parts.reduce((n, p) => n + p.byteLength, 0);
-    const deadline = performance.now() + timeoutMs;
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
+    // The clock is read only once the socket is full: a message that fits (nearly all) costs none.
+    let deadline = -1;
     let sent = 0;
     while (sent < total || (total === 0 && sent === 0 && fds.length > 0)) {
-      const n = this.sendSome(fd, parts, sent === 0 ? fds : [], sent);
+      const n = this.sendSome(fd, parts, sent === 0 ? fds : NO_FDS, sent);
       if (n > 0) {
         sent += n;
         continue;
       }
+      if (deadline < 0) deadline = performance.now() + timeoutMs;
       if (!waitFd(fd, 'write', deadline - performance.now())) {
         throw new SyscallError('sendmsg', osConstants.errno.ETIMEDOUT, `socket stayed full for ${timeoutMs} ms`);
       }

@@ -45,8 +45,15 @@ export class RawAttacker {
   }
 
   /** One whole message, waiting (bounded) for room in the socket. */
-  send(command: number, payload: Uint8Array, fds: readonly number[] = [], id = this.nextId++): number {
+  send(command: number, payload: Uint8Array, fds: readonly number[] = [], id = this.takeId()): number {
     this.sender.sendAll(this.fd, [header({ id, command, size: 16 + payload.byteLength }), payload], fds);
+    return id;
+  }
+
+  /** The next request id: 16 bits on the wire, so it wraps (a fast server sees more than 65,535 in one attack). */
+  private takeId(): number {
+    const id = this.nextId;
+    this.nextId = (this.nextId + 1) & 0xffff;
     return id;
   }
 
