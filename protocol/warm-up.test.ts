@@ -24,7 +24,7 @@ interface Built {
 }
 
 /** Wraps edu-plus so that every instance counts its accesses; `fail` refuses instances after the first. */
-function counting(fail = false): { factory: DeviceFactory; built: Built[] } {
+function counting(fail = false, viewMemory = false): { factory: DeviceFactory; built: Built[] } {
   const built: Built[] = [];
   const inner = createEduPlus();
   const factory: DeviceFactory = (host) => {
@@ -32,6 +32,7 @@ function counting(fail = false): { factory: DeviceFactory; built: Built[] } {
     const memory: SharedMemory[] = [];
     const allocateSharedMemory: typeof host.allocateSharedMemory = (name, size, opts) => {
       const m = host.allocateSharedMemory(name, size, opts);
+      if (viewMemory) m.bytes(0, 1);
       memory.push(m);
       return m;
     };
@@ -76,6 +77,17 @@ describe('request path warm-up', () => {
       assert.ok(standIn.reads + standIn.writes >= 1000, `the stand-in took the rehearsal (${standIn.reads} reads, ${standIn.writes} writes)`);
       assert.ok(standIn.barWrites > 0, 'BAR registers were written back on the stand-in');
       for (const m of standIn.memory) assert.throws(() => m.bytes(0, 1), /used after close/, 'the stand-in memory is released');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('keeps a stand-in memory its device viewed mapped for a while (work the rehearsal started may still use it)', () => {
+    const { factory, built } = counting(false, true);
+    const server = VfioUserServer.listen({ socketPath: join(dir, 'v.sock'), device: factory, log: silentLogger, warmUpRounds: 200 });
+    try {
+      assert.equal(built.length, 2);
+      for (const m of built[1]!.memory) assert.equal(m.bytes(0, 1).length, 1);
     } finally {
       server.close();
     }

@@ -8,13 +8,14 @@
  *
  * A throw-away connection, built exactly as a client's is, sits on one end of a socketpair and is
  * driven synchronously (no event loop: it reads whatever was written, its session answers, we
- * read the reply). The traffic is what QEMU sends, in cycles: reads of every register of each
- * trapped BAR, each followed by a write of the value it returned (written back unchanged), config
- * space reads and a write-back, region and irq info, interrupt eventfds set and torn down, and a
- * DMA mapping made and unmapped. Every kind of request (with fds and without) and every device
- * branch they reach runs many times before the compiler looks at it: V8 records what code does
- * only after its first few calls, and compiled code meets a kind of request it never recorded
- * by being thrown away.
+ * read the reply). The traffic is what QEMU and a guest send, in cycles: every register of each
+ * trapped BAR and every dword of config space read and written back unchanged, config space in
+ * one large read, region and irq info, interrupt eventfds set and torn down, a DMA mapping made
+ * and unmapped, the migration probe, a reset, and messages that arrive two in one read or split
+ * across two. Every kind of request (with fds and without) and every device branch they reach
+ * runs many times before the compiler looks at it: V8 records what code does only after its
+ * first few calls, and compiled code that meets a kind of request it never recorded is thrown
+ * away. Two sessions, so that what a session does once also runs after compilation.
  *
  * Those accesses must not touch the device a client will see: the server rehearses them on a
  * stand-in, a second instance built by the same factory (server.ts). Its state, interrupts and
