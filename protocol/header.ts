@@ -3,6 +3,7 @@
  * Decoded and encoded once per message, so by hand here with the table's offsets;
  * codec.test.ts holds both equal to the table's own decoder and encoder.
  */
+import { u16le, u32le } from './bytes.ts';
 import { FLAG_ERROR, HEADER_SIZE, MessageHeader, MessageType, TYPE_MASK } from './wire.ts';
 
 const AT_ID = MessageHeader.offsetOf('id');
@@ -21,18 +22,14 @@ export interface Header {
   readonly error: number;
 }
 
-/** Little-endian fields read byte by byte: no DataView to allocate per message. */
-const u16 = (b: Uint8Array, at: number): number => b[at]! | (b[at + 1]! << 8);
-const u32 = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
-
 export function decodeHeader(bytes: Uint8Array, at = 0): Header {
   if (at < 0 || at + HEADER_SIZE > bytes.byteLength) throw new RangeError(`a header needs ${HEADER_SIZE} bytes at ${at}, ${bytes.byteLength} there`);
   return {
-    id: u16(bytes, at + AT_ID),
-    command: u16(bytes, at + AT_COMMAND),
-    size: u32(bytes, at + AT_SIZE),
-    flags: u32(bytes, at + AT_FLAGS),
-    error: u32(bytes, at + AT_ERROR),
+    id: u16le(bytes, at + AT_ID),
+    command: u16le(bytes, at + AT_COMMAND),
+    size: u32le(bytes, at + AT_SIZE),
+    flags: u32le(bytes, at + AT_FLAGS),
+    error: u32le(bytes, at + AT_ERROR),
   };
 }
 

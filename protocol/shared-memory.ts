@@ -16,8 +16,7 @@ export class MemfdMemory implements SharedMemory {
   private readonly addr: bigint;
   private whole: Uint8Array | null = null;
   private closed = false;
-  /** Whether any view was handed out (one may still be held: unmapping would leave it dangling). */
-  viewed = false;
+  private viewedAny = false;
 
   constructor(
     readonly name: string,
@@ -38,10 +37,15 @@ export class MemfdMemory implements SharedMemory {
     if (offset < 0 || length < 0 || BigInt(offset + length) > this.size) {
       throw new RangeError(`${this.name}: [${offset}, +${length}) outside ${this.size} bytes`);
     }
-    this.viewed = true;
+    this.viewedAny = true;
     if (this.size > BigInt(MAX_VIEW)) return new Uint8Array(viewOf(this.addr + BigInt(offset), length));
     this.whole ??= new Uint8Array(viewOf(this.addr, Number(this.size)));
     return this.whole.subarray(offset, offset + length);
+  }
+
+  /** Whether any view was handed out (one may still be held: unmapping would leave it dangling). */
+  get viewed(): boolean {
+    return this.viewedAny;
   }
 
   /** Unmaps and closes. Only the owner calls this, when no view of it can be used again. */

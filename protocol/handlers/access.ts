@@ -1,6 +1,7 @@
 /** REGION_READ, REGION_WRITE and REGION_WRITE_MULTI: trapped accesses and shared memory alike. */
 import { decodeRegionAccess, decodeWriteMulti, encodeRegionAccess } from '../codec.ts';
 import type { RegionDescription } from '../served-device.ts';
+import { u32le } from '../bytes.ts';
 import { invalid } from '../errors.ts';
 import type { Frame } from '../framing.ts';
 import { RegionAccess, WriteMultiHead } from '../wire.ts';
@@ -57,24 +58,23 @@ const AT_COUNT = RegionAccess.offsetOf('count');
 /** Offsets below 2^53 / 2^32 fit a number exactly: every BAR this server can have. */
 const MAX_NUMBER_OFFSET_HIGH = 0x1fffff;
 
-const u32At = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16)) + b[at + 3]! * 0x1000000;
 
 /**
  * A register access: up to 8 bytes of a region without shared memory, the guest's MMIO path.
  * Returns its offset when `body` is one that passes every check the general path makes (the
  * count of data bytes included, for a write), else -1: the general path then checks again and
- * refuses or answers it. Read the index and count with u32At. No object, BigInt or copy.
+ * refuses or answers it. Read the index and count with u32le. No object, BigInt or copy.
  */
 function registerOffset(ctx: HandlerContext, body: Uint8Array, write: boolean): number {
   if (body.byteLength < ACCESS_SIZE) return -1;
-  const high = u32At(body, AT_OFFSET + 4);
-  const count = u32At(body, AT_COUNT);
+  const high = u32le(body, AT_OFFSET + 4);
+  const count = u32le(body, AT_COUNT);
   if (high > MAX_NUMBER_OFFSET_HIGH || count === 0 || count > MAX_REGISTER || count > ctx.limits.maxDataXferSize) return -1;
   if (body.byteLength !== ACCESS_SIZE + (write ? count : 0)) return -1;
-  const index = u32At(body, AT_REGION);
+  const index = u32le(body, AT_REGION);
   const region = index < ctx.device.numRegions ? sizedRegion(ctx, index) : undefined;
   if (!region || region.memory || !(write ? region.writable : region.readable)) return -1;
-  const offset = high * 0x100000000 + u32At(body, AT_OFFSET);
+  const offset = high * 0x100000000 + u32le(body, AT_OFFSET);
   return offset + count > Number(region.size) ? -1 : offset;
 }
 
@@ -82,8 +82,8 @@ function registerOffset(ctx: HandlerContext, body: Uint8Array, write: boolean): 
 function registerRead(ctx: HandlerContext, body: Uint8Array): Uint8Array | null {
   const offset = registerOffset(ctx, body, false);
   if (offset < 0) return null;
-  const index = u32At(body, AT_REGION);
-  const count = u32At(body, AT_COUNT);
+  const index = u32le(body, AT_REGION);
+  const count = u32le(body, AT_COUNT);
   ctx.stats.count(ctx.stats.regionReads, index);
   const reply = ctx.registers.readReply[count]!;
   reply.set(body, 0);
@@ -99,8 +99,8 @@ function registerRead(ctx: HandlerContext, body: Uint8Array): Uint8Array | null 
 function registerWrite(ctx: HandlerContext, body: Uint8Array): Uint8Array | null {
   const offset = registerOffset(ctx, body, true);
   if (offset < 0) return null;
-  const index = u32At(body, AT_REGION);
-  const data = ctx.registers.writeData[u32At(body, AT_COUNT)]!;
+  const index = u32le(body, AT_REGION);
+  const data = ctx.registers.writeData[u32le(body, AT_COUNT)]!;
   for (let i = 0; i < data.length; i++) data[i] = body[ACCESS_SIZE + i]!;
   ctx.stats.count(ctx.stats.regionWrites, index);
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-write', region: index, offset, size: data.byteLength, value: traceValue(data) });
