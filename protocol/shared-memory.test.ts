@@ -12,7 +12,9 @@ describe('MemfdMemory', () => {
     try {
       assert.ok(external() - before < MiB, `creating the region added ${external() - before} bytes of external memory`);
       memory.bytes(100, 4).set([1, 2, 3, 4]);
-      assert.ok(external() - before >= 64 * MiB, 'the first access views the whole region');
+      // The 64 MiB view can start a GC that frees other external memory meanwhile: half of it
+      // is the margin (nothing else here holds anywhere near 32 MiB).
+      assert.ok(external() - before >= 32 * MiB, `the first access views the whole region (external memory grew ${external() - before} bytes)`);
       assert.deepEqual([...memory.bytes(100, 4)], [1, 2, 3, 4]);
       assert.throws(() => memory.bytes(64 * MiB - 2, 4), RangeError);
     } finally {
