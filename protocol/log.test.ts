@@ -45,3 +45,16 @@ describe('log rate limit', () => {
     assert.equal(lines.length, 10);
   });
 });
+
+describe('log levels', () => {
+  it('says whether debug lines are written, so a hot path builds them only then', () => {
+    const lines: string[] = [];
+    const quiet = createLogger({ write: (l) => lines.push(l) });
+    const verbose = createLogger({ level: 'debug', write: (l) => lines.push(l) });
+    assert.deepEqual([quiet.debugEnabled, quiet.child('x').debugEnabled, verbose.debugEnabled, verbose.child('x').debugEnabled], [false, false, true, true]);
+    quiet.debug('dropped');
+    verbose.child('x').debug('kept');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /debug edu-plus\/x: kept/);
+  });
+});

@@ -13,6 +13,8 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Logger {
+  /** Whether debug lines are written: a hot path builds its message only then. */
+  readonly debugEnabled: boolean;
   debug(msg: string): void;
   info(msg: string): void;
   warn(msg: string): void;
@@ -77,6 +79,7 @@ export function createLogger(opts: { level?: LogLevel; component?: string; write
       line(level, component, msg);
     };
     return {
+      debugEnabled: rank.debug >= min,
       debug: (m) => emit('debug', m),
       info: (m) => emit('info', m),
       warn: (m) => emit('warn', m),

@@ -103,7 +103,9 @@ export class WireStruct<L extends Layout, Tail extends string = never> {
   encode(values: Encodable<L, Tail>): Buffer {
     const v = values as Record<string, number | bigint | Uint8Array | undefined>;
     const tail = this.tail === undefined ? undefined : (v[this.tail] as Uint8Array | undefined);
-    const out = Buffer.alloc(this.size + (tail?.byteLength ?? 0));
+    // From Buffer's pool (a small Buffer.alloc is a malloc of its own), zeroed: padding and
+    // a short u8[N] field read 0.
+    const out = Buffer.allocUnsafe(this.size + (tail?.byteLength ?? 0)).fill(0);
     for (const f of this.fields) {
       const value = v[f.name];
       if (f.type === 'u16') out.writeUInt16LE(value as number, f.offset);

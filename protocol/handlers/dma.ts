@@ -12,8 +12,10 @@ export function dmaMap(ctx: HandlerContext, frame: Frame): HandlerResult {
   if (frame.fds.length > 1) invalid(`DMA_MAP carries ${frame.fds.length} fds (at most 1)`);
   const fd = frame.fds.splice(0)[0];
   ctx.dma.add(req, fd);
-  ctx.trace.emit({ type: 'dma-map', address: req.address, size: req.size, withFd: fd !== undefined });
-  ctx.log.debug(`DMA_MAP [${hex(req.address)}, +${hex(req.size)}) ${fd === undefined ? 'without fd' : 'fd-backed'}`);
+  // A guest pinning memory through a vIOMMU sends one of these per page: nothing is built for
+  // a trace nobody watches or a debug line nobody writes.
+  if (ctx.trace.active) ctx.trace.emit({ type: 'dma-map', address: req.address, size: req.size, withFd: fd !== undefined });
+  if (ctx.log.debugEnabled) ctx.log.debug(`DMA_MAP [${hex(req.address)}, +${hex(req.size)}) ${fd === undefined ? 'without fd' : 'fd-backed'}`);
   return { body: EMPTY };
 }
 
@@ -21,8 +23,8 @@ export function dmaUnmap(ctx: HandlerContext, frame: Frame): HandlerResult {
   const req = DmaUnmap.decode(frame.body);
   requireArgsz('DMA_UNMAP', req.argsz, DmaUnmap.size);
   const removed = ctx.dma.remove(req);
-  ctx.trace.emit({ type: 'dma-unmap', address: req.address, size: req.size, count: removed });
-  ctx.log.debug(`DMA_UNMAP [${hex(req.address)}, +${hex(req.size)}): ${removed} mapping(s) removed`);
+  if (ctx.trace.active) ctx.trace.emit({ type: 'dma-unmap', address: req.address, size: req.size, count: removed });
+  if (ctx.log.debugEnabled) ctx.log.debug(`DMA_UNMAP [${hex(req.address)}, +${hex(req.size)}): ${removed} mapping(s) removed`);
   // The spec: the reply is the original entry of the request (argsz as sent, like libvfio-user).
   return { body: DmaUnmap.encode(req) };
 }
