@@ -117,6 +117,13 @@ export interface DeviceModel {
   loadState?(state: unknown): void;
   /** Register values by name, for humans and host-side tests (the trace channel's `registers`). */
   registerState?(): Record<string, number | bigint | boolean | string>;
+  /**
+   * The server is done with this instance (optional): stop timers and let go of what the device
+   * holds beyond its memory. Called for the warm-up's stand-in (a factory builds more than one
+   * instance: see warm-up.ts) right after the warm-up, and for the served device when the
+   * server closes. Its shared memory is released after this returns.
+   */
+  close?(): void;
 }
 
 export type DeviceFactory = (host: DeviceHost) => DeviceModel;

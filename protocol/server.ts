@@ -152,7 +152,10 @@ export class VfioUserServer {
       const stopped = warmUp((fd) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, target, rounds);
       if (stopped) this.log.debug(`request path warm-up stopped early: ${stopped}`);
     } finally {
-      if (standIn) releaseStandIn(standIn.memories);
+      if (standIn) {
+        standIn.closeDevice();
+        releaseStandIn(standIn.memories);
+      }
     }
   }
 
@@ -344,8 +347,18 @@ export class VfioUserServer {
       }
     }
     this.connection?.close('server shutting down');
+    this.closeDevice();
     this.releaseMemory();
     this.log.info('stopped');
+  }
+
+  /** The device's own close (optional); its failure is logged, never thrown. */
+  private closeDevice(): void {
+    try {
+      this.device.close?.();
+    } catch (err) {
+      this.log.error(`closing device ${this.device.name} failed: ${(err as Error).message}`);
+    }
   }
 
   private releaseMemory(): void {

@@ -106,6 +106,22 @@ describe('request path warm-up', () => {
     }
   });
 
+  it('closes the stand-in right after the warm-up, and the served device when the server closes', () => {
+    const closed: number[] = [];
+    const inner = createEduPlus();
+    let instances = 0;
+    const factory: DeviceFactory = (host) => {
+      const n = instances++;
+      const device: DeviceModel = inner(host);
+      device.close = () => closed.push(n);
+      return device;
+    };
+    const server = VfioUserServer.listen({ socketPath: join(dir, 'd.sock'), device: factory, log: silentLogger, warmUpRounds: 100 });
+    assert.deepEqual(closed, [1], 'the stand-in (the second instance) was closed');
+    server.close();
+    assert.deepEqual(closed, [1, 0]);
+  });
+
   it('skips the warm-up entirely with 0 rounds', () => {
     const { factory, built } = counting();
     const server = VfioUserServer.listen({ socketPath: join(dir, 'c.sock'), device: factory, log: silentLogger, warmUpRounds: 0 });
