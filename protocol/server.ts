@@ -147,9 +147,8 @@ export class VfioUserServer {
       this.log.debug(`no stand-in device for the request path warm-up (${(err as Error).message}); warming up with config space reads`);
     }
     const via = standIn ?? this;
-    const target = standIn ? { standIn: true as const, regions: standIn.device.regions, irqs: standIn.device.irqs, numRegions: standIn.device.numRegions, numIrqs: standIn.device.numIrqs } : { standIn: false as const };
     try {
-      const stopped = warmUp((fd) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, target, rounds);
+      const stopped = warmUp((fd) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, standIn?.device ?? null, rounds);
       if (stopped) this.log.debug(`request path warm-up stopped early: ${stopped}`);
     } finally {
       if (standIn) {

@@ -28,7 +28,7 @@ import type { Connection } from './connection.ts';
 import { encodeHeader } from './header.ts';
 import { GUEST_RAM_SEALS, closeQuietly, eventfdCreate, memfdCreate, socketPair } from './native/libc.ts';
 import { FdReceiver, FdSender } from './native/fd-messages.ts';
-import type { IrqDescription, RegionDescription } from './served-device.ts';
+import type { DeviceModel } from './served-device.ts';
 import {
   Command,
   DeviceFeature,
@@ -65,10 +65,11 @@ const REGION_INFO_ROOM = 1024;
 const DMA_IOVA = 0x10_0000n;
 const DMA_SIZE = BigInt(2 * PAGE_SIZE);
 
-/** What the warm-up may touch: a stand-in device as a whole, or the real one's config space ids. */
-export type WarmUpTarget =
-  | { readonly standIn: true; readonly regions: readonly RegionDescription[]; readonly irqs: readonly IrqDescription[]; readonly numRegions: number; readonly numIrqs: number }
-  | { readonly standIn: false };
+/**
+ * The stand-in device the warm-up may touch as a whole (what it describes of itself), or null:
+ * only the real device's config space ids are read.
+ */
+export type StandIn = Pick<DeviceModel, 'regions' | 'irqs' | 'numRegions' | 'numIrqs'> | null;
 
 interface Access {
   readonly region: number;
@@ -79,16 +80,16 @@ interface Access {
 }
 
 /** The register accesses of one cycle. */
-function accessPlan(target: WarmUpTarget): Access[] {
+function accessPlan(standIn: StandIn): Access[] {
   const configId: Access = { region: PciRegion.CONFIG, offset: 0, count: 4, writeBack: false };
-  if (!target.standIn) return [configId];
+  if (!standIn) return [configId];
   const plan: Access[] = [configId, { region: PciRegion.CONFIG, offset: 4, count: 2, writeBack: true }];
   // Config space as QEMU and a guest's driver use it: every dword of the header and the
   // capabilities, written back unchanged (BARs, command, MSI and the rest).
   for (let offset = 0; offset < CONFIG_BYTES; offset += 4) plan.push({ region: PciRegion.CONFIG, offset, count: 4, writeBack: true });
   // And all of it in one read, as QEMU reads it when it attaches (the path for larger accesses).
   plan.push({ region: PciRegion.CONFIG, offset: 0, count: CONFIG_BYTES, writeBack: false });
-  for (const r of target.regions) {
+  for (const r of standIn.regions) {
     if (r.index === PciRegion.CONFIG || r.memory || !r.readable || r.size === 0n) continue;
     const end = Number(r.size < BigInt(REHEARSED_BYTES) ? r.size : BigInt(REHEARSED_BYTES));
     for (let offset = 0; offset + 4 <= end; offset += 4) {
@@ -186,17 +187,17 @@ const SESSIONS = 2;
  * further. A failure anywhere else throws, so a broken request path is found at start, not by
  * the first client.
  */
-export function warmUp(connect: (fd: number) => Connection, target: WarmUpTarget, rounds = WARM_UP_ROUNDS): string | null {
-  const plan = accessPlan(target).map((a) => ({ ...a, read: encodeRegionAccess({ offset: BigInt(a.offset), region: a.region, count: a.count, data: new Uint8Array(0) }) }));
+export function warmUp(connect: (fd: number) => Connection, standIn: StandIn, rounds = WARM_UP_ROUNDS): string | null {
+  const plan = accessPlan(standIn).map((a) => ({ ...a, read: encodeRegionAccess({ offset: BigInt(a.offset), region: a.region, count: a.count, data: new Uint8Array(0) }) }));
   for (let session = 0; session < SESSIONS; session++) {
-    const stopped = rehearse(connect, target, plan, Math.ceil(rounds / SESSIONS));
+    const stopped = rehearse(connect, standIn, plan, Math.ceil(rounds / SESSIONS));
     if (stopped) return stopped;
   }
   return null;
 }
 
 /** One session of the warm-up: a connection that asks what QEMU asks, for `rounds` round trips. */
-function rehearse(connect: (fd: number) => Connection, target: WarmUpTarget, plan: readonly (Access & { read: Uint8Array })[], rounds: number): string | null {
+function rehearse(connect: (fd: number) => Connection, standIn: StandIn, plan: readonly (Access & { read: Uint8Array })[], rounds: number): string | null {
   const [ours, theirs] = socketPair();
   const owned: number[] = [theirs];
   const connection = connect(ours);
@@ -205,7 +206,7 @@ function rehearse(connect: (fd: number) => Connection, target: WarmUpTarget, pla
     const json = '{"capabilities":{"max_msg_fds":16,"max_data_xfer_size":1048576}}';
     const errno = client.ask(Command.VERSION, encodeVersion({ major: 0, minor: 0, json }));
     if (errno !== 0) throw new Error(`warm-up: VERSION failed with errno ${errno}`);
-    const extras = target.standIn ? attachLike(client, target, owned) : () => {};
+    const extras = standIn ? attachLike(client, standIn, owned) : () => {};
     const dataAt = HEADER_SIZE + RegionAccess.size;
     for (let i = 0; client.trips < rounds; i = (i + 1) % plan.length) {
       const a = plan[i]!;
@@ -233,14 +234,14 @@ function rehearse(connect: (fd: number) => Connection, target: WarmUpTarget, pla
  * feature probed and a reset. The stand-in may refuse some (MSI before the guest enabled it); a
  * refusal is a path to compile too.
  */
-function attachLike(client: Rehearsal, target: WarmUpTarget & { standIn: true }, owned: number[]): () => void {
+function attachLike(client: Rehearsal, device: NonNullable<StandIn>, owned: number[]): () => void {
   client.ask(Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: DeviceInfo.size, flags: 0, numRegions: 0, numIrqs: 0 }));
   const irqInfo = (index: number) => IrqInfo.encode({ argsz: IrqInfo.size, flags: 0, index, count: 0 });
-  for (let index = 0; index < target.numIrqs; index++) client.ask(Command.DEVICE_GET_IRQ_INFO, irqInfo(index));
+  for (let index = 0; index < device.numIrqs; index++) client.ask(Command.DEVICE_GET_IRQ_INFO, irqInfo(index));
   // Each region asked twice, as QEMU asks: with the bare struct's size (a region with caps answers
   // how much room they need), then with room (a RAM region's answer brings its fd).
   const regionInfo = [RegionInfo.size, REGION_INFO_ROOM].flatMap((argsz) =>
-    Array.from({ length: target.numRegions }, (_, index) => RegionInfo.encode({ argsz, flags: 0, index, capOffset: 0, size: 0n, offset: 0n })),
+    Array.from({ length: device.numRegions }, (_, index) => RegionInfo.encode({ argsz, flags: 0, index, capOffset: 0, size: 0n, offset: 0n })),
   );
   const eventfd = eventfdCreate();
   owned.push(eventfd);
@@ -248,7 +249,7 @@ function attachLike(client: Rehearsal, target: WarmUpTarget & { standIn: true },
   owned.push(ram);
   const irqSet = (index: number, flags: number, count: number) =>
     IrqSet.encode({ argsz: IrqSet.size + (count ? 4 : 0), flags: flags | IrqSetFlags.ACTION_TRIGGER, index, start: 0, count, data: new Uint8Array(count ? 4 : 0) });
-  const irqs = target.irqs.filter((i) => i.count > 0 && i.flags & IrqInfoFlags.EVENTFD).map((i) => ({ attach: irqSet(i.index, IrqSetFlags.DATA_EVENTFD, 1), detach: irqSet(i.index, IrqSetFlags.DATA_NONE, 0) }));
+  const irqs = device.irqs.filter((i) => i.count > 0 && i.flags & IrqInfoFlags.EVENTFD).map((i) => ({ attach: irqSet(i.index, IrqSetFlags.DATA_EVENTFD, 1), detach: irqSet(i.index, IrqSetFlags.DATA_NONE, 0) }));
   const map = DmaMap.encode({ argsz: DmaMap.size, flags: 3, offset: 0n, address: DMA_IOVA, size: DMA_SIZE });
   const unmap = DmaUnmap.encode({ argsz: DmaUnmap.size, flags: 0, address: DMA_IOVA, size: DMA_SIZE });
   const migrationProbe = DeviceFeature.encode({ argsz: DeviceFeature.size, flags: FeatureFlags.PROBE | FeatureFlags.GET | Feature.MIGRATION, data: new Uint8Array(0) });

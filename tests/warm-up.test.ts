@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createEduPlus } from '../device/edu-plus.ts';
-import { silentLogger } from './log.ts';
-import { VfioUserServer } from './server.ts';
-import type { DeviceFactory, DeviceModel, SharedMemory } from './served-device.ts';
-import { PciRegion } from './wire.ts';
+import { silentLogger } from '../protocol/log.ts';
+import { VfioUserServer } from '../protocol/server.ts';
+import type { DeviceFactory, DeviceModel, SharedMemory } from '../protocol/served-device.ts';
+import { PciRegion } from '../protocol/wire.ts';
 
 /** What each device instance a factory built went through. */
 interface Built {
@@ -131,7 +131,7 @@ describe('request path warm-up', () => {
   });
 });
 
-/** Config space as the device holds it (read before the counting wrapper sees it: not counted). */
+/** Config space as the device holds it (these reads count as accesses: checked after the counts). */
 function configOf(device: DeviceModel): number[] {
   const bytes = new Uint8Array(256);
   device.read(PciRegion.CONFIG, 0, bytes);
