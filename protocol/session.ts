@@ -26,7 +26,9 @@ export { SessionStats };
 /** Commands whose requests may carry fds; any other request with fds is EINVAL. */
 const TAKES_FDS = new Set<number>([Command.DMA_MAP, Command.DEVICE_SET_IRQS]);
 
-const HANDLERS = new Map<number, Handler>([
+/** Each command's handler, indexed by command number: looked up for every message. */
+const HANDLERS: (Handler | undefined)[] = [];
+for (const [command, handler] of [
   [Command.DMA_MAP, dmaMap],
   [Command.DMA_UNMAP, dmaUnmap],
   [Command.DEVICE_GET_INFO, deviceInfo],
@@ -41,7 +43,9 @@ const HANDLERS = new Map<number, Handler>([
   [Command.DEVICE_FEATURE, deviceFeature],
   [Command.MIG_DATA_READ, migDataRead],
   [Command.MIG_DATA_WRITE, migDataWrite],
-]);
+] as const) {
+  HANDLERS[command] = handler;
+}
 
 const EMPTY = new Uint8Array(0);
 
@@ -82,7 +86,7 @@ export class Session {
    */
   handle(frame: Frame): Outgoing | null {
     const h = frame.header;
-    this.stats.count(this.stats.commands, h.command);
+    this.stats.commands.add(h.command);
     if ((h.flags & TYPE_MASK) === MessageType.REPLY) {
       if (!this.peer.accept(frame)) {
         this.stats.errors++;
@@ -114,7 +118,7 @@ export class Session {
     if ((h.flags & TYPE_MASK) !== MessageType.COMMAND) invalid(`message type ${h.flags & TYPE_MASK} is neither command nor reply`);
     if (h.flags & ~(TYPE_MASK | FLAG_NO_REPLY | FLAG_ERROR)) invalid(`unknown header flags 0x${h.flags.toString(16)}`);
     if (h.command === Command.VERSION) return this.version(frame);
-    const handler = HANDLERS.get(h.command);
+    const handler = HANDLERS[h.command];
     if (!handler) throw new VfioUserError(Errno.ENOSYS, `${commandName(h.command)} is not a command a client sends`);
     if (!this.negotiatedWith) invalid(`${commandName(h.command)} before VERSION`);
     if (frame.fds.length > 0 && !TAKES_FDS.has(h.command)) {

@@ -226,7 +226,7 @@ class TraceChannel implements TraceServer {
     const { server } = this.opts;
     const current = server.currentSession;
     const session = current ?? server.lastSession;
-    const byKey = (m: ReadonlyMap<number, number> | undefined, name: (k: number) => string) =>
+    const byKey = (m: Iterable<[number, number]> | undefined, name: (k: number) => string) =>
       Object.fromEntries([...(m ?? [])].map(([k, n]) => [name(k), n]));
     return {
       connected: current !== null,

@@ -42,7 +42,7 @@ function inMemory(region: RegionDescription, offset: bigint, count: number): boo
 }
 
 function write(ctx: HandlerContext, region: RegionDescription, offset: bigint, data: Uint8Array): void {
-  ctx.stats.count(ctx.stats.regionWrites, region.index);
+  ctx.stats.regionWrites.add(region.index);
   if (ctx.trace.active) {
     ctx.trace.emit({ type: 'region-write', region: region.index, offset: Number(offset), size: data.byteLength, value: traceValue(data) });
   }
@@ -84,7 +84,7 @@ function registerRead(ctx: HandlerContext, body: Uint8Array): Uint8Array | null 
   if (offset < 0) return null;
   const index = u32le(body, AT_REGION);
   const count = u32le(body, AT_COUNT);
-  ctx.stats.count(ctx.stats.regionReads, index);
+  ctx.stats.regionReads.add(index);
   const reply = ctx.registers.readReply[count]!;
   reply.set(body, 0);
   // Zeroed, as the general path's buffer is: a device that leaves a byte alone returns 0 there.
@@ -102,7 +102,7 @@ function registerWrite(ctx: HandlerContext, body: Uint8Array): Uint8Array | null
   const index = u32le(body, AT_REGION);
   const data = ctx.registers.writeData[u32le(body, AT_COUNT)]!;
   for (let i = 0; i < data.length; i++) data[i] = body[ACCESS_SIZE + i]!;
-  ctx.stats.count(ctx.stats.regionWrites, index);
+  ctx.stats.regionWrites.add(index);
   if (ctx.trace.active) ctx.trace.emit({ type: 'region-write', region: index, offset, size: data.byteLength, value: traceValue(data) });
   ctx.device.write(index, offset, data);
   const reply = ctx.registers.writeReply;
@@ -116,7 +116,7 @@ export function regionRead(ctx: HandlerContext, frame: Frame): HandlerResult {
   const req = decodeRegionAccess(frame.body);
   if (req.data.byteLength !== 0) invalid('REGION_READ request carries data');
   const region = checkAccess(ctx, req.region, req.offset, req.count, false);
-  ctx.stats.count(ctx.stats.regionReads, req.region);
+  ctx.stats.regionReads.add(req.region);
   const offset = Number(req.offset);
   let data: Uint8Array;
   if (inMemory(region, req.offset, req.count)) data = new Uint8Array(region.memory!.bytes(offset, req.count));
