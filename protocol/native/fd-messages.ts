@@ -72,6 +72,23 @@ export class FdReceiver {
    *   null when that timeout passes. Default: never wait.
    */
   recv(fd: number, buf: Buffer, offset: number, length: number, block = false): Received | null {
+    this.prepare(buf, offset, length);
+    const n = Number(recvmsg(fd, this.block.msghdr, (block ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC));
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EAGAIN || errno === EINTR) return null;
+      throw new SyscallError('recvmsg', errno);
+    }
+    return this.finish(n);
+  }
+
+  /** The native msghdr every receive uses (request-ring.ts receives with it too). */
+  get msghdr(): Buffer {
+    return this.block.msghdr;
+  }
+
+  /** Points the msghdr at buf[offset, offset+length), ready for one receive. */
+  prepare(buf: Buffer, offset: number, length: number): void {
     const { msghdr, iov, control } = this.block;
     if (buf !== this.lastBuf || offset !== this.lastOffset || length !== this.lastLength) {
       // Callers read into the same buffer again and again: its address (a BigInt from koffi)
@@ -86,14 +103,12 @@ export class FdReceiver {
     msghdr.writeUInt32LE(control.length, 40);
     msghdr.writeUInt32LE(0, 44);
     msghdr.writeInt32LE(0, 48);
-    const n = Number(recvmsg(fd, msghdr, (block ? 0 : MSG_DONTWAIT) | MSG_CMSG_CLOEXEC));
-    if (n < 0) {
-      const errno = lastErrno();
-      if (errno === EAGAIN || errno === EINTR) return null;
-      throw new SyscallError('recvmsg', errno);
-    }
+  }
+
+  /** What a receive of `n` bytes on the prepared msghdr brought: the bytes and their fds. */
+  finish(n: number): Received {
     const fds = this.takeFds();
-    if (msghdr.readInt32LE(48) & MSG_CTRUNC) {
+    if (this.block.msghdr.readInt32LE(48) & MSG_CTRUNC) {
       closeQuietly(fds);
       throw new SyscallError('recvmsg', osConstants.errno.EMSGSIZE, `more than ${this.maxFds} fds in one message`);
     }
@@ -150,30 +165,14 @@ export class FdSender {
     if (parts.length > this.maxIov) {
       throw new SyscallError('sendmsg', osConstants.errno.EINVAL, `${parts.length} buffers exceed ${this.maxIov}`);
     }
-    const { msghdr, iov, control } = this.block;
+    const { msghdr, iov } = this.block;
     let count = 0;
     let total = 0;
     for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
     if (total - skip <= STAGING_SIZE) {
       // Small messages (every register access and its reply) are copied into one buffer whose
       // address is known: no BigInt per part, and one iovec for the kernel to walk.
-      let at = 0;
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i]!;
-        if (skip >= part.byteLength) {
-          skip -= part.byteLength;
-          continue;
-        }
-        this.staging.set(skip ? part.subarray(skip) : part, at);
-        at += part.byteLength - skip;
-        skip = 0;
-      }
-      if (!this.iovIsStaging) {
-        iov.writeBigUInt64LE(this.stagingAddress, 0);
-        iov.writeUInt32LE(0, 12);
-        this.iovIsStaging = true;
-      }
-      iov.writeUInt32LE(at, 8);
+      this.copyToStaging(parts, skip);
       count = 1;
     } else {
       this.iovIsStaging = false;
@@ -190,6 +189,36 @@ export class FdSender {
     }
     msghdr.writeUInt32LE(count, 24);
     msghdr.writeUInt32LE(0, 28);
+    this.attachFds(fds);
+    return this.sendPrepared(fd);
+  }
+
+  /** Copies parts (less `skip` bytes) into the staging buffer and points the one iovec at them. */
+  private copyToStaging(parts: readonly Uint8Array[], skip: number): number {
+    let at = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      if (skip >= part.byteLength) {
+        skip -= part.byteLength;
+        continue;
+      }
+      this.staging.set(skip ? part.subarray(skip) : part, at);
+      at += part.byteLength - skip;
+      skip = 0;
+    }
+    const { iov } = this.block;
+    if (!this.iovIsStaging) {
+      iov.writeBigUInt64LE(this.stagingAddress, 0);
+      iov.writeUInt32LE(0, 12);
+      this.iovIsStaging = true;
+    }
+    iov.writeUInt32LE(at, 8);
+    return at;
+  }
+
+  /** Attaches fds to the msghdr as SCM_RIGHTS, or detaches the control block when there are none. */
+  private attachFds(fds: readonly number[]): void {
+    const { msghdr, control } = this.block;
     if (fds.length > 0) {
       const len = CMSG_HEADER + fds.length * 4;
       control.writeUInt32LE(len, 0);
@@ -206,6 +235,11 @@ export class FdSender {
       this.controlAttached = false;
     }
     msghdr.writeUInt32LE(0, 44);
+  }
+
+  /** sendmsg of the prepared msghdr, non-blocking: bytes written, 0 when the socket is full. */
+  private sendPrepared(fd: number): number {
+    const { msghdr } = this.block;
     for (;;) {
       const n = Number(sendmsg(fd, msghdr, MSG_NOSIGNAL | MSG_DONTWAIT));
       if (n >= 0) return n;
@@ -214,6 +248,37 @@ export class FdSender {
       if (errno === EAGAIN) return 0;
       throw new SyscallError('sendmsg', errno);
     }
+  }
+
+  /** The native msghdr every send uses (request-ring.ts sends a staged message with it). */
+  get msghdr(): Buffer {
+    return this.block.msghdr;
+  }
+
+  /**
+   * Copies a small message without fds into the staging buffer and prepares the msghdr to send
+   * it, for a send made later (`sendStaged`, or request-ring.ts). Returns its length, or 0 when
+   * it is larger than the staging buffer (send it with sendSome).
+   */
+  stage(parts: readonly Uint8Array[]): number {
+    let total = 0;
+    for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
+    if (total === 0 || total > STAGING_SIZE) return 0;
+    this.copyToStaging(parts, 0);
+    this.block.msghdr.writeUInt32LE(1, 24);
+    this.block.msghdr.writeUInt32LE(0, 28);
+    this.attachFds(NO_FDS);
+    return total;
+  }
+
+  /** Sends the staged message now (non-blocking): bytes written, 0 when the socket is full. */
+  sendStaged(fd: number): number {
+    return this.sendPrepared(fd);
+  }
+
+  /** A copy of the staged message's bytes [from, to): what is left of it to queue. */
+  stagedCopy(from: number, to: number): Uint8Array {
+    return this.staging.slice(from, to);
   }
 
   /**

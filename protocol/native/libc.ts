@@ -46,6 +46,9 @@ const c = {
   ppoll: libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, void *value, uint32_t len)'),
   getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *value, _Inout_ uint32_t *len)'),
+  // glibc's syscall() is variadic; declared with six fixed integer arguments, which is how the
+  // x86_64 and aarch64 calling conventions pass them either way (no floating-point argument).
+  syscall: libc.func('long syscall(long number, long a, long b, long c, long d, long e, long f)'),
 };
 
 // Linux values, the same on x86_64 and aarch64. Node exposes errno numbers but not these.
@@ -266,6 +269,35 @@ export const messageCalls = {
   errno: (): number => koffi.errno(),
 };
 export { EINTR, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, SCM_RIGHTS, SOL_SOCKET };
+
+// ---- for request-ring.ts -----------------------------------------------------------------------
+
+/**
+ * io_uring's two system calls, which glibc does not wrap. They came after the architectures'
+ * tables were unified: the same numbers on x86_64 and aarch64.
+ */
+const SYS_IO_URING_SETUP = 425;
+const SYS_IO_URING_ENTER = 426;
+/** MAP_POPULATE: the ring's pages are touched now rather than on the first request. */
+const MAP_POPULATE = 0x8000;
+
+/**
+ * What request-ring.ts needs to drive an io_uring: setup, enter, its mappings (as views) and
+ * errno. Each returns the raw result (negative on failure, errno then read with `errno`).
+ */
+export const ringCalls = {
+  setup: (entries: number, params: Buffer): number => Number(c.syscall(SYS_IO_URING_SETUP, entries, koffi.address(params) as bigint, 0, 0, 0, 0)),
+  enter: (ringFd: number, toSubmit: number, minComplete: number, flags: number): number =>
+    Number(c.syscall(SYS_IO_URING_ENTER, ringFd, toSubmit, minComplete, flags, 0, 0)),
+  /** Maps `length` bytes of the ring at `offset` (unmap it with munmap); throws SyscallError. */
+  map: (ringFd: number, length: number, offset: bigint): { address: bigint; view: ArrayBuffer } => {
+    const address = c.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ringFd, offset) as bigint;
+    if (address === MAP_FAILED || address === -1n) fail('mmap', `io_uring ring of fd ${ringFd}`);
+    return { address, view: koffi.view(address, length) };
+  },
+  addressOf: (buf: Uint8Array): bigint => koffi.address(buf) as bigint,
+  errno: (): number => koffi.errno(),
+};
 
 // ---- shared memory ---------------------------------------------------------------------------
 
