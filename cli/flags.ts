@@ -1,4 +1,5 @@
 /** Minimal flag parsing with errors that say what to do (no dependency needed for four flags). */
+import type { WaitMechanism } from '../protocol/channel.ts';
 import { DEFAULT_WAIT_MICROS } from '../protocol/request-wait.ts';
 
 export class UsageError extends Error {}
@@ -71,6 +72,13 @@ export function parseLogLevel(text: string | undefined): 'debug' | 'info' | 'war
     throw new UsageError(`--log-level must be debug, info, warn or error (got "${level}")`);
   }
   return level;
+}
+
+/** --wait-with's value, checked. */
+export function parseWaitWith(text: string | undefined): WaitMechanism {
+  if (text === undefined) return 'io_uring';
+  if (text !== 'io_uring' && text !== 'recvmsg') throw new UsageError(`--wait-with must be io_uring or recvmsg (got "${text}")`);
+  return text;
 }
 
 /** --wait-us's value, checked. */

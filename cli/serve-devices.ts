@@ -11,6 +11,7 @@ import type { Logger } from '../protocol/log.ts';
 import type { ServerLimits } from '../protocol/version.ts';
 import { DeviceDescriptionError, type DeviceFactory } from '../protocol/served-device.ts';
 import { type ServerOptions, VfioUserServer } from '../protocol/server.ts';
+import type { WaitMechanism } from '../protocol/channel.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { closeOffload } from '../trace/offload.ts';
 import { type TraceServer, startTraceServer } from '../trace/trace-server.ts';
@@ -20,7 +21,7 @@ import { UsageError } from './flags.ts';
 
 export const SERVE_DEVICES_HELP = `Several devices (or one that is not edu-plus) from one process:
 
-  npm start -- --device SPEC [--device SPEC]... [--log-level L] [--wait-us N] [--no-trace]
+  npm start -- --device SPEC [--device SPEC]... [--log-level L] [--wait-us N] [--wait-with HOW] [--no-trace]
                 [the client limits above, which apply to every device]
 
 SPEC is NAME[,KEY=VALUE|,FLAG]... — NAME a shipped device or the path of your own device module
@@ -60,6 +61,7 @@ export interface ServeDevicesOptions {
   readonly flags: Readonly<Record<string, unknown>> & { readonly 'no-trace'?: boolean; readonly _: readonly string[] };
   readonly log: Logger;
   readonly waitMicros: number;
+  readonly waitWith: WaitMechanism;
   readonly clientLimits: ClientLimits;
   readonly limits: ServerLimits;
 }
@@ -85,7 +87,7 @@ export async function serveDevices(specArgs: readonly string[], opts: ServeDevic
       const deviceLog = specs.length > 1 ? log.child(spec.label) : log;
       const server = listenDevice(
         { name: spec.name, socketPath: spec.socketPath, factory: spec.factory, userModule: isModulePath(spec.name), usagePrefix: `--device ${spec.name}: ` },
-        { log: deviceLog, waitMicros: opts.waitMicros, clientLimits: opts.clientLimits, limits: opts.limits },
+        { log: deviceLog, waitMicros: opts.waitMicros, waitWith: opts.waitWith, clientLimits: opts.clientLimits, limits: opts.limits },
       );
       served.push({ spec, server, trace: null });
       deviceLog.info(`${spec.name}: ${spec.description}`);

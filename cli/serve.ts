@@ -10,7 +10,7 @@ import type { TraceServer } from '../trace/trace-server.ts';
 import { attachLine } from '../qemu-configs/qemu-command.ts';
 import { exampleQemuCommand } from './attach.ts';
 import { DEVICE_KINDS, defaultSocketPath, ensureDefaultSocketDir } from './devices.ts';
-import { UsageError, parseFlags, parseLogLevel, parseSize, parseWaitMicros } from './flags.ts';
+import { UsageError, parseFlags, parseLogLevel, parseSize, parseWaitMicros, parseWaitWith } from './flags.ts';
 import { SERVE_DEVICES_HELP, listenDevice, serveDevices, startTrace, takeDeviceArguments, untilStopSignal } from './serve-devices.ts';
 
 export const SERVE_HELP = `Usage: npm start -- [options]      (or: tsx cli/main.ts serve [options])
@@ -24,10 +24,15 @@ Options:
                        The socket is created mode 0600. A stale socket file left by a dead server
                        is replaced; a live one is an error.
   --log-level LEVEL    debug | info | warn | error (default: info). debug logs every DMA map.
-  --wait-us N          after answering a request, sleep in recvmsg up to N microseconds for the
-                       client's next one before returning to the event loop (default: 200; 0
-                       never). Saves a system call per trapped guest access and burns no CPU;
-                       a wait that times out is not repeated for a while (see README).
+  --wait-us N          after answering a request, wait for the client's next one instead of
+                       returning to the event loop (default: 200; 0 never). Burns no CPU and
+                       saves system calls per trapped guest access. In recvmsg a wait lasts up
+                       to N µs; with io_uring, the waits of one run last 1 ms together. A wait
+                       that comes to nothing is not repeated for a while (see README).
+  --wait-with HOW      io_uring (default): one io_uring_enter sends each reply and sleeps until
+                       the next request; where the kernel lacks it (io_uring disabled, or Linux
+                       before 6.1) the log says why and the server waits in recvmsg instead.
+                       recvmsg: send each reply, then sleep in recvmsg.
   --trace-socket PATH  where the trace channel listens (default: the socket path plus ".trace").
                        Watch it with \`tsx cli/main.ts trace PATH\` (events, registers, BAR1 access).
   --no-trace           no trace channel.
@@ -112,6 +117,7 @@ export async function serve(argv: string[]): Promise<number> {
     'socket-path': 'string',
     'log-level': 'string',
     'wait-us': 'string',
+    'wait-with': 'string',
     'spin-us': 'string',
     'trace-socket': 'string',
     'no-trace': 'boolean',
@@ -138,6 +144,7 @@ export async function serve(argv: string[]): Promise<number> {
     throw new UsageError('--spin-us is gone: the server no longer busy-polls; --wait-us N sleeps in recvmsg for the next request instead (default 200)');
   }
   const waitMicros = parseWaitMicros(flags['wait-us']);
+  const waitWith = parseWaitWith(flags['wait-with']);
   if (flags['no-trace'] && flags['trace-socket']) throw new UsageError('--no-trace and --trace-socket contradict each other; give one');
   const clientLimits = parseClientLimits(flags);
   const maxDmaMaps = Number(flags['max-dma-maps'] ?? DEFAULT_MAX_DMA_MAPS);
@@ -149,7 +156,7 @@ export async function serve(argv: string[]): Promise<number> {
   // Last line of defence: a rejection nobody handled is a bug to log, not a reason to drop the
   // device and its client (the log rate limit keeps a repeating one from flooding).
   process.on('unhandledRejection', (reason) => log.error(`unhandled rejection (a bug): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`));
-  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, waitMicros, clientLimits, limits });
+  if (devices.specs.length) return serveDevices(devices.specs, { flags, log, waitMicros, waitWith, clientLimits, limits });
   // The edu-plus flags are the edu-plus device's options (cli/devices.ts validates both forms).
   const eduOptions = new Map<string, string | true>();
   for (const key of ['bar1-size', 'dma-mask', 'dma-delay-ms', 'reset', 'hugepages'] as const) if (flags[key] !== undefined) eduOptions.set(key, flags[key] as string | true);
@@ -159,7 +166,7 @@ export async function serve(argv: string[]): Promise<number> {
   const tracePath = flags['no-trace'] ? null : (flags['trace-socket'] ?? `${socketPath}.trace`);
   const server = listenDevice(
     { name: 'edu-plus', socketPath, factory: edu.factory, userModule: false, usagePrefix: '' },
-    { log, waitMicros, clientLimits, limits },
+    { log, waitMicros, waitWith, clientLimits, limits },
   );
   log.info(edu.description);
   let traceServer: TraceServer | null = null;

@@ -4,10 +4,13 @@
  *
  * Reading: the event loop (libuv's epoll, through koffi's uv_poll binding) says the socket is
  * readable; the channel reads what is there with non-blocking recvmsg, frames it and hands each
- * message to its owner in order. With a wait window (request-wait.ts) it then sleeps in
- * recvmsg for the next request instead of going back to epoll: a request that comes within the
- * window costs one system call. The socket is made blocking for that (libuv made it
- * non-blocking); every call that must not block says MSG_DONTWAIT itself.
+ * message to its owner in order. With a wait window (request-wait.ts) it then sleeps for the
+ * next request instead of going back to epoll. Where the kernel has io_uring, the reply to the
+ * request just delivered is held back and one io_uring_enter sends it and waits
+ * (native/request-ring.ts): one system call per request, and no wake-up when the peer reads
+ * the reply. Elsewhere the reply goes out at once and the channel sleeps in recvmsg, made
+ * blocking for that (libuv made it non-blocking; every call that must not block says
+ * MSG_DONTWAIT itself) with the window as its receive timeout.
  *
  * Writing: ordered and non-blocking (message-writer.ts). When the owner's peer stops reading its
  * replies and the queue passes its bounds, the channel stops taking messages until the queue
@@ -16,8 +19,9 @@
 import { type BadHeaderError, type Frame, FrameDecoder, type MessageSizeLimit } from './framing.ts';
 import { type Header, encodeHeader } from './header.ts';
 import { MessageWriter, type QueueBounds } from './message-writer.ts';
-import { type FdWatch, closeQuietly, close as closeFd, peerPid, setNonBlocking, setReceiveTimeout, shutdownSocket, watchFd } from './native/libc.ts';
-import { FdReceiver, FdSender } from './native/fd-messages.ts';
+import { EAGAIN, EINTR, type FdWatch, SyscallError, closeQuietly, close as closeFd, peerPid, setNonBlocking, setReceiveTimeout, shutdownSocket, watchFd } from './native/libc.ts';
+import { FdReceiver, FdSender, type Received } from './native/fd-messages.ts';
+import { RequestRing } from './native/request-ring.ts';
 import { RequestWait } from './request-wait.ts';
 import { HEADER_SIZE } from './wire.ts';
 
@@ -43,11 +47,20 @@ export interface ChannelOptions {
   readonly maxSendFds?: number;
   /** Bounds on unsent output; past one, reading stops until the peer drains it. */
   readonly output?: QueueBounds;
-  /** Longest sleep in recvmsg for the next request after a reply, in µs (0: never). */
+  /** Longest sleep for the next request after a reply, in µs (0: never). */
   readonly waitMicros?: number;
+  /** How to sleep: with io_uring where the kernel has it (the default), or in recvmsg. */
+  readonly waitWith?: WaitMechanism;
+  /**
+   * The server's warm-up, whose client is this very thread: with io_uring its waits take only a
+   * request already there (the ring's path runs, nothing blocks); without, it does not wait.
+   */
+  readonly rehearsal?: boolean;
   /** Read into the buffer every such channel of this thread shares (the server's connections). */
   readonly sharedReceiveBuffer?: boolean;
 }
+
+export type WaitMechanism = 'io_uring' | 'recvmsg';
 
 /** The shared buffer: a read takes up to this much (a large message is assembled across reads). */
 const RECEIVE_BUFFER = 256 * 1024;
@@ -78,8 +91,12 @@ export class MessageChannel {
   private readonly header = Buffer.alloc(HEADER_SIZE);
   private readonly headerOnly: Uint8Array[] = [this.header];
   private readonly headerAndBody: Uint8Array[] = [this.header, this.header];
-  private readonly wait: RequestWait;
+  private wait: RequestWait;
+  private readonly rehearsal: boolean;
   private watch: FdWatch | null = null;
+  private readonly waitWith: WaitMechanism;
+  /** The wait's io_uring (null: waits are made in recvmsg, or not at all). */
+  private ring: RequestRing | null = null;
   private closed = false;
   /** Reading stopped: replies backed up (held frames wait), or the peer ended its stream. */
   private congested = false;
@@ -98,8 +115,30 @@ export class MessageChannel {
     this.writer.onDrained = () => this.drained();
     this.decoder = new FrameDecoder(opts.limit);
     this.shared = opts.sharedReceiveBuffer ?? false;
-    // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for it.
-    this.wait = new RequestWait(opts.waitMicros && peerPid(fd) !== process.pid ? opts.waitMicros : 0);
+    this.rehearsal = opts.rehearsal ?? false;
+    this.waitWith = opts.waitWith ?? 'io_uring';
+    // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for
+    // it, but in the warm-up's rehearsal, whose waits do not block.
+    this.wait = new RequestWait(opts.waitMicros && (this.rehearsal || peerPid(fd) !== process.pid) ? opts.waitMicros : 0);
+    if (this.wait.enabled && this.waitWith === 'io_uring') {
+      this.ring = RequestRing.open(fd, this.sender.msghdr, this.receiver.msghdr, this.wait.sliceMicros);
+    }
+    if (this.rehearsal && !this.ring) this.wait = new RequestWait(0);
+  }
+
+  /** How this channel waits for requests: 'none' until it started, or with no window. */
+  get waitMechanism(): WaitMechanism | 'none' {
+    if (!this.wait.enabled || !this.watch) return 'none';
+    return this.ring ? 'io_uring' : 'recvmsg';
+  }
+
+  /** waitMechanism in words, with the reason io_uring was not used when it was asked for. */
+  describeWait(): string {
+    const how = this.waitMechanism;
+    if (how === 'none') return 'no wait for requests';
+    if (how === 'io_uring') return 'waits for requests with io_uring';
+    if (this.waitWith === 'recvmsg') return 'waits for requests in recvmsg';
+    return `waits for requests in recvmsg (io_uring unusable: ${RequestRing.unavailable})`;
   }
 
   get isWatched(): boolean {
@@ -148,7 +187,7 @@ export class MessageChannel {
       },
       (err) => this.owner.onFailure(`internal error while serving: ${err.message}`),
     );
-    if (this.wait.enabled) {
+    if (this.wait.enabled && !this.ring) {
       // uv_poll made the socket non-blocking; the timed wait needs it blocking (every other
       // call passes MSG_DONTWAIT), with the window as its receive timeout.
       setNonBlocking(this.fd, false);
@@ -192,7 +231,12 @@ export class MessageChannel {
     const buffer = useShared ? (sharedBuffer ??= Buffer.alloc(RECEIVE_BUFFER)) : (this.ownBuffer ??= Buffer.alloc(OWN_RECEIVE_BUFFER));
     let got;
     try {
-      got = this.receiver.recv(this.fd, buffer, 0, buffer.length, block);
+      if (block && this.ring) {
+        got = this.receiveWithRing(this.ring, buffer);
+      } else {
+        this.writer.sendHeld();
+        got = this.receiver.recv(this.fd, buffer, 0, buffer.length, block);
+      }
     } catch (err) {
       this.owner.onFailure(`receive failed: ${(err as Error).message}`);
       return false;
@@ -206,18 +250,37 @@ export class MessageChannel {
       return false;
     }
     const { frames, error } = this.decoder.pushRead(buffer, got.bytes, got.fds);
-    if (!useShared) return this.deliver(frames, 0, error);
-    sharedBufferBusy = true;
+    // With a ring, the reply is held for the wait that follows (or sent when drain stops).
+    this.writer.holdNext = this.ring !== null;
     try {
-      return this.deliver(frames, 0, error);
+      if (!useShared) return this.deliver(frames, 0, error);
+      sharedBufferBusy = true;
+      try {
+        return this.deliver(frames, 0, error);
+      } finally {
+        sharedBufferBusy = false;
+      }
     } finally {
-      sharedBufferBusy = false;
+      this.writer.holdNext = false;
     }
   }
 
+  /** The held reply out and the next request in, with one io_uring_enter; null when none came. */
+  private receiveWithRing(ring: RequestRing, buffer: Buffer): Received | null {
+    this.receiver.prepare(buffer, 0, buffer.length);
+    const held = this.writer.takeHeld();
+    const came = ring.exchange(held > 0, !this.rehearsal);
+    if (held > 0) this.writer.heldSent(held, ring.sendResult);
+    if (!came) return null;
+    const r = ring.recvResult;
+    if (r === -EAGAIN || r === -EINTR) return null;
+    if (r < 0) throw new SyscallError('recvmsg', -r);
+    return this.receiver.finish(r);
+  }
+
   /**
-   * Delivers what one read brings, then (with a wait window) sleeps in recvmsg for the next
-   * request. Whatever stays unread, epoll reports again: its watch is level-triggered. After an
+   * Delivers what one read brings, then (with a wait window) sleeps for the next request (in
+   * the ring, sending the held reply, or in recvmsg). Whatever stays unread, epoll reports again: its watch is level-triggered. After an
    * error event (`toTheEnd`) it is not, and everything is read until the socket is empty.
    */
   private drain(toTheEnd = false): boolean {
@@ -225,7 +288,8 @@ export class MessageChannel {
     let delivered = false;
     for (;;) {
       if (!this.readOnce(waiting)) {
-        if (waiting && this.isReading) this.wait.wasted();
+        // A rehearsal's wait takes only what is there: finding nothing wastes nothing.
+        if (waiting && this.isReading && !this.rehearsal) this.wait.wasted();
         break;
       }
       delivered = true;
@@ -235,6 +299,9 @@ export class MessageChannel {
       waiting = this.wait.shouldWait(this, now);
       if (!waiting && !toTheEnd) break;
     }
+    // Back to the event loop: nothing held, nothing in flight in the ring.
+    this.writer.sendHeld();
+    if (this.ring && !this.closed) this.ring.endRun();
     this.wait.yielded();
     return delivered;
   }
@@ -302,6 +369,8 @@ export class MessageChannel {
     this.closed = true;
     this.watch?.stop();
     this.watch = null;
+    this.ring?.close();
+    this.ring = null;
     this.writer.close();
     for (const f of this.held.splice(0)) closeQuietly(f.fds);
     closeQuietly(this.decoder.takeOrphanFds());

@@ -6,7 +6,7 @@
  */
 import { type BadHeaderError, type Frame, type MessageSizeLimit, type Outgoing } from './framing.ts';
 import type { Logger } from './log.ts';
-import { MessageChannel } from './channel.ts';
+import { MessageChannel, type WaitMechanism } from './channel.ts';
 import type { QueueBounds } from './message-writer.ts';
 
 export interface ConnectionHandlers {
@@ -25,8 +25,12 @@ export interface ConnectionOptions {
   readonly maxFds: number;
   /** Most fds we send with one message. */
   readonly maxSendFds?: number;
-  /** Longest sleep in recvmsg for the client's next request, in µs (request-wait.ts; 0: never). */
+  /** Longest sleep for the client's next request, in µs (request-wait.ts; 0: never). */
   readonly waitMicros?: number;
+  /** How to sleep (channel.ts): io_uring where the kernel has it (default), or recvmsg. */
+  readonly waitWith?: WaitMechanism;
+  /** The server's warm-up drives this connection from its own thread (channel.ts). */
+  readonly rehearsal?: boolean;
   /** Bounds on unsent output: past one, requests are not read until the peer drains it. */
   readonly output?: QueueBounds;
   /** A peer that half-closed has this long to read its last replies (default 5 s). */
@@ -69,6 +73,8 @@ export class Connection {
         maxSendFds: opts.maxSendFds,
         output: opts.output,
         waitMicros: opts.waitMicros,
+        waitWith: opts.waitWith,
+        rehearsal: opts.rehearsal,
         sharedReceiveBuffer: true,
       },
     );
@@ -85,6 +91,16 @@ export class Connection {
 
   start(): void {
     this.channel.start();
+  }
+
+  /** How the connection waits for requests ('none': no window, or a client in this process). */
+  get waitMechanism(): WaitMechanism | 'none' {
+    return this.channel.waitMechanism;
+  }
+
+  /** The same in words, for the log (why not io_uring, when it could not be used). */
+  describeWait(): string {
+    return this.channel.describeWait();
   }
 
   /** Handles what the socket holds now, without the event loop (the server's warm-up). */

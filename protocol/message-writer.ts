@@ -10,7 +10,7 @@
  * the reader checks in O(1) after each message to stop taking requests from a peer that does
  * not read its replies (`congested`), and `onDrained` says when to start again.
  */
-import { type FdWatch, closeQuietly } from './native/libc.ts';
+import { EAGAIN, type FdWatch, SyscallError, closeQuietly } from './native/libc.ts';
 import { type FdSender } from './native/fd-messages.ts';
 
 interface Pending {
@@ -36,6 +36,14 @@ export class MessageWriter {
   private fdsHeld = 0;
   /** Called when the queue has become empty (the peer read everything). */
   onDrained: (() => void) | null = null;
+  /**
+   * While set, a small message without fds is held (staged in the sender) instead of sent: the
+   * channel sends it together with its wait for the next request (request-ring.ts). Any other
+   * output first sends what is held, so the order of messages never changes.
+   */
+  holdNext = false;
+  /** Length of the message held, 0 when none. */
+  private heldLength = 0;
 
   constructor(
     private readonly fd: number,
@@ -72,6 +80,17 @@ export class MessageWriter {
       closeQuietly(fds);
       return;
     }
+    if (this.heldLength > 0) {
+      this.sendHeld();
+      if (this.closed) {
+        closeQuietly(fds);
+        return;
+      }
+    }
+    if (this.holdNext && this.queue.length === 0 && fds.length === 0) {
+      this.heldLength = this.sender.stage(parts);
+      if (this.heldLength > 0) return;
+    }
     let total = 0;
     for (let i = 0; i < parts.length; i++) total += parts[i]!.byteLength;
     let sent = 0;
@@ -95,8 +114,46 @@ export class MessageWriter {
     this.watch()?.wantWritable(true);
   }
 
+  /** Hands the held message to the caller to send (its length; 0 when none is held). */
+  takeHeld(): number {
+    const n = this.heldLength;
+    this.heldLength = 0;
+    return n;
+  }
+
+  /**
+   * What became of a held message of `length` bytes that the caller sent: `result` bytes went
+   * out, or -errno. The rest is queued (a full socket), or the error is fatal.
+   */
+  heldSent(length: number, result: number): void {
+    if (result === length || this.closed) return;
+    if (result < 0 && result !== -EAGAIN) {
+      this.onError(new SyscallError('sendmsg', -result));
+      return;
+    }
+    const rest = this.sender.stagedCopy(Math.max(result, 0), length);
+    this.queue.push({ parts: [rest], total: rest.byteLength, sent: 0, fds: [] });
+    this.bytes += rest.byteLength;
+    this.watch()?.wantWritable(true);
+  }
+
+  /** Sends the held message now, if there is one. */
+  sendHeld(): void {
+    const length = this.takeHeld();
+    if (length === 0) return;
+    let result: number;
+    try {
+      result = this.sender.sendStaged(this.fd);
+    } catch (err) {
+      this.onError(err as Error);
+      return;
+    }
+    this.heldSent(length, result === 0 ? -EAGAIN : result);
+  }
+
   /** The socket became writable: send what fits. */
   flush(): void {
+    if (this.heldLength > 0) this.sendHeld();
     while (this.queue.length > 0 && !this.closed) {
       const head = this.queue[0]!;
       let n: number;
@@ -125,6 +182,7 @@ export class MessageWriter {
   /** Drops queued output and closes the fds it still holds. */
   close(): void {
     this.closed = true;
+    this.heldLength = 0;
     for (const p of this.queue.splice(0)) closeQuietly(p.fds);
     this.bytes = 0;
     this.fdsHeld = 0;

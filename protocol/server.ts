@@ -7,6 +7,7 @@
 import { readFileSync, unlinkSync } from 'node:fs';
 import { type ClientLimits, DEFAULT_CLIENT_LIMITS } from './client-limits.ts';
 import { Connection } from './connection.ts';
+import type { WaitMechanism } from './channel.ts';
 import type { Outgoing } from './framing.ts';
 import { checkRegionDescriptions, type DeviceFactory, type DeviceModel, type SharedMemory } from './served-device.ts';
 import { DmaMapTable } from './dma.ts';
@@ -33,10 +34,12 @@ export interface ServerOptions {
   /** What one client may make the server hold (client-limits.ts); unset fields keep their defaults. */
   readonly clientLimits?: Partial<ClientLimits>;
   /**
-   * Longest sleep in recvmsg for the client's next request after a reply, in µs
-   * (request-wait.ts; default DEFAULT_WAIT_MICROS, 0 never waits).
+   * Longest sleep for the client's next request after a reply, in µs (request-wait.ts;
+   * default DEFAULT_WAIT_MICROS, 0 never waits).
    */
   readonly waitMicros?: number;
+  /** How to sleep: io_uring where the kernel has it (default), or recvmsg (channel.ts). */
+  readonly waitWith?: WaitMechanism;
   /**
    * Request round trips run through a throw-away session before listening, so the first
    * client's requests run compiled code (warm-up.ts; default WARM_UP_ROUNDS, 0 skips it).
@@ -148,7 +151,8 @@ export class VfioUserServer {
     }
     const via = standIn ?? this;
     try {
-      const stopped = warmUp((fd) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done')).connection, standIn?.device ?? null, rounds);
+      const rehearse = (fd: number) => via.openConnection(fd, silentLogger, (session) => session.close('warm-up done'), true).connection;
+      const stopped = warmUp(rehearse, standIn?.device ?? null, rounds);
       if (stopped) this.log.debug(`request path warm-up stopped early: ${stopped}`);
     } finally {
       if (standIn) {
@@ -234,7 +238,12 @@ export class VfioUserServer {
    * the code the warm-up compiles is the code clients run (V8 compiles for the object shapes
    * and call targets it saw: a look-alike path would be thrown away at the first real request).
    */
-  private openConnection(fd: number, log: Logger, onClose: (session: Session, reason: string) => void): { session: Session; connection: Connection } {
+  private openConnection(
+    fd: number,
+    log: Logger,
+    onClose: (session: Session, reason: string) => void,
+    rehearsal = false,
+  ): { session: Session; connection: Connection } {
     let connection: Connection | null = null;
     const session = new Session(
       {
@@ -264,6 +273,8 @@ export class VfioUserServer {
         limit: session,
         maxFds: this.limits.maxMsgFds,
         waitMicros: this.opts.waitMicros ?? DEFAULT_WAIT_MICROS,
+        waitWith: this.opts.waitWith,
+        rehearsal,
         output: { maxBytes: this.clientLimits.maxQueuedBytes, maxMessages: this.clientLimits.maxQueuedMessages, maxFds: this.clientLimits.maxQueuedFds },
         lingerMs: this.clientLimits.idleTimeoutMs,
         log,
@@ -277,9 +288,9 @@ export class VfioUserServer {
     const { session, connection } = this.openConnection(fd, log, (s, reason) => this.onClientGone(s, reason, log, connection));
     this.session = session;
     this.connection = connection;
-    log.info('client connected');
     this.trace.emit({ type: 'client', event: 'connect' });
     connection.start();
+    log.info(`client connected; ${connection.describeWait()}`);
     // A client that never says VERSION would hold the device from everyone else for ever.
     const hello = setTimeout(() => {
       if (!session.negotiated) connection.close(`no VERSION within ${this.clientLimits.idleTimeoutMs} ms`);
