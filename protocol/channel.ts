@@ -168,6 +168,13 @@ export class MessageChannel {
     return { answered: this.wait.hits, wasted: this.wait.misses };
   }
 
+  /**
+   * Rehearsal only: the warm-up's client, called as the channel sits down to wait for the next
+   * request, sends it then, as a real client's request would arrive during the wait. The wait
+   * then takes the path it takes in service: the request is there, the receive completes.
+   */
+  beforeWait: (() => void) | null = null;
+
   /** Called once when everything queued has been read by the peer (then cleared). */
   onceDrained: (() => void) | null = null;
 
@@ -268,6 +275,7 @@ export class MessageChannel {
   /** The held reply out and the next request in, with one io_uring_enter; null when none came. */
   private receiveWithRing(ring: RequestRing, buffer: Buffer): Received | null {
     this.receiver.prepare(buffer, 0, buffer.length);
+    this.beforeWait?.();
     const held = this.writer.takeHeld();
     const came = ring.exchange(held > 0, !this.rehearsal);
     if (held > 0) this.writer.heldSent(held, ring.sendResult);

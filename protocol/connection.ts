@@ -103,6 +103,11 @@ export class Connection {
     return this.channel.describeWait();
   }
 
+  /** The warm-up's client, sending its next request as the connection waits (channel.ts). */
+  rehearseWith(client: (() => void) | null): void {
+    this.channel.beforeWait = client;
+  }
+
   /** Handles what the socket holds now, without the event loop (the server's warm-up). */
   pump(): boolean {
     return this.channel.pump();

@@ -102,7 +102,13 @@ export class RequestRing {
       unavailableReason = 'io_uring without single-mmap rings';
       return null;
     }
-    return new RequestRing(fd, params, socketFd, sendMsghdr, recvMsghdr, runMicros);
+    try {
+      return new RequestRing(fd, params, socketFd, sendMsghdr, recvMsghdr, runMicros);
+    } catch (err) {
+      closeFd(fd);
+      unavailableReason = (err as Error).message;
+      return null;
+    }
   }
 
   static get unavailable(): string {
@@ -121,6 +127,8 @@ export class RequestRing {
   ) {
     const sqEntries = params.readUInt32LE(0);
     const cqEntries = params.readUInt32LE(4);
+    // io_uring_params' offset tables. Submission (at 40): head, tail, ring_mask, ring_entries,
+    // flags, dropped, array. Completion (at 80): head, tail, ring_mask, ring_entries, overflow, cqes.
     const sqOff = (field: number) => params.readUInt32LE(40 + 4 * field);
     const cqOff = (field: number) => params.readUInt32LE(80 + 4 * field);
     // One mapping holds both rings (FEAT_SINGLE_MMAP); the submission entries are another.
