@@ -12,10 +12,13 @@
  * trapped BAR and every dword of config space read and written back unchanged, config space in
  * one large read, region and irq info, interrupt eventfds set and torn down, a DMA mapping made
  * and unmapped, the migration probe, a reset, and messages that arrive two in one read or split
- * across two. Every kind of request (with fds and without) and every device branch they reach
- * runs many times before the compiler looks at it: V8 records what code does only after its
- * first few calls, and compiled code that meets a kind of request it never recorded is thrown
- * away. Two sessions, so that what a session does once also runs after compilation.
+ * across two; and each cycle streams a read of every planned register the way a guest's
+ * accesses reach a server that waits for them (each sent as the connection sits down to wait, so
+ * the wait finds it there). Every kind of request (with fds and without) and every device
+ * branch they reach runs many times before the compiler looks at it: V8 records what code does
+ * only after its first few calls, and compiled code that meets a kind of request it never
+ * recorded is thrown away. Two sessions, so that what a session does once also runs after
+ * compilation.
  *
  * Those accesses must not touch the device a client will see: the server rehearses them on a
  * stand-in, a second instance built by the same factory (server.ts). Its state, interrupts and
