@@ -220,11 +220,13 @@ export class MessageChannel {
    */
   sendNow(header: Header, body: Uint8Array, fds: readonly number[]): void {
     encodeHeader(header, this.header);
+    this.writer.sendHeld();
     this.sender.sendAll(this.fd, body.byteLength ? [this.header, body] : this.headerOnly, fds);
   }
 
   /** Sends raw bytes now, framed or not (tests send malformed messages with this). */
   sendBytesNow(bytes: Uint8Array, fds: readonly number[]): void {
+    this.writer.sendHeld();
     this.sender.sendAll(this.fd, [bytes], fds);
   }
 
