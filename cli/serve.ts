@@ -141,7 +141,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const level = parseLogLevel(flags['log-level']);
   if (flags['spin-us'] !== undefined) {
-    throw new UsageError('--spin-us is gone: the server no longer busy-polls; --wait-us N sleeps in recvmsg for the next request instead (default 200)');
+    throw new UsageError('--spin-us is gone: the server no longer busy-polls; --wait-us N waits for the next request instead, without spinning (default 200)');
   }
   const waitMicros = parseWaitMicros(flags['wait-us']);
   const waitWith = parseWaitWith(flags['wait-with']);

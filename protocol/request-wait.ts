@@ -1,17 +1,18 @@
 /**
- * When to wait in recvmsg for a client's next request instead of going back to the event loop.
+ * When to wait for a client's next request instead of going back to the event loop.
  *
  * A trapped guest access is one request and one reply, and the guest's next access usually
  * follows within tens of microseconds. Going back to the event loop costs an epoll_wait and a
  * non-blocking recvmsg per request: on a virtual machine, where every system call is dear, that
  * is half again the two calls a blocking C server makes (recvmsg, sendmsg). So after replying,
- * the channel may sleep in recvmsg with a receive timeout (SO_RCVTIMEO): the kernel wakes it
- * the moment the request arrives, it burns no CPU while it waits (a client on the same CPU runs
- * meanwhile), and it costs one call when the request comes in time. Busy-polling would burn
- * the CPU the client needs when both share one.
+ * the channel may sleep until the request arrives: in an io_uring that also sends the reply
+ * (native/request-ring.ts: one call per request, its runs of waits bounded by one timeout of a
+ * slice), or in recvmsg with a receive timeout (SO_RCVTIMEO) of the window. Either burns no CPU
+ * while it waits (a client on the same CPU runs meanwhile). Busy-polling would burn the CPU the
+ * client needs when both share one.
  *
  * The wait blocks the whole event loop, so it is bounded three ways:
- * - the window (`windowMicros`) caps each wait;
+ * - the window (`windowMicros`) caps each wait in recvmsg (in the ring, the slice caps a run);
  * - a wait that times out was wasted: the next 1, 2, 4 … 64 bursts do not wait, and one that
  *   is answered resets that (a client that went quiet costs one window, then almost nothing);
  * - after `sliceMicros` of back-to-back waiting the channel goes back to the event loop once,
