@@ -91,7 +91,7 @@ export class MessageChannel {
   private readonly header = Buffer.alloc(HEADER_SIZE);
   private readonly headerOnly: Uint8Array[] = [this.header];
   private readonly headerAndBody: Uint8Array[] = [this.header, this.header];
-  private wait: RequestWait;
+  private readonly wait: RequestWait;
   private readonly rehearsal: boolean;
   private watch: FdWatch | null = null;
   private readonly waitWith: WaitMechanism;
@@ -119,11 +119,11 @@ export class MessageChannel {
     this.waitWith = opts.waitWith ?? 'io_uring';
     // A peer in this very process (a test, a tool) cannot send while we sleep: never wait for
     // it, but in the warm-up's rehearsal, whose waits do not block.
-    this.wait = new RequestWait(opts.waitMicros && (this.rehearsal || peerPid(fd) !== process.pid) ? opts.waitMicros : 0);
-    if (this.wait.enabled && this.waitWith === 'io_uring') {
-      this.ring = RequestRing.open(fd, this.sender.msghdr, this.receiver.msghdr, this.wait.sliceMicros);
+    const wait = new RequestWait(opts.waitMicros && (this.rehearsal || peerPid(fd) !== process.pid) ? opts.waitMicros : 0);
+    if (wait.enabled && this.waitWith === 'io_uring') {
+      this.ring = RequestRing.open(fd, this.sender.msghdr, this.receiver.msghdr, wait.sliceMicros);
     }
-    if (this.rehearsal && !this.ring) this.wait = new RequestWait(0);
+    this.wait = this.rehearsal && !this.ring ? new RequestWait(0) : wait;
   }
 
   /** How this channel waits for requests: 'none' until it started, or with no window. */
@@ -290,8 +290,9 @@ export class MessageChannel {
 
   /**
    * Delivers what one read brings, then (with a wait window) sleeps for the next request (in
-   * the ring, sending the held reply, or in recvmsg). Whatever stays unread, epoll reports again: its watch is level-triggered. After an
-   * error event (`toTheEnd`) it is not, and everything is read until the socket is empty.
+   * the ring, sending the held reply, or in recvmsg). Whatever stays unread, epoll reports
+   * again: its watch is level-triggered. After an error event (`toTheEnd`) it is not, and
+   * everything is read until the socket is empty.
    */
   private drain(toTheEnd = false): boolean {
     let waiting = false;
@@ -311,7 +312,7 @@ export class MessageChannel {
     }
     // Back to the event loop: nothing held, nothing in flight in the ring.
     this.writer.sendHeld();
-    if (this.ring && !this.closed) this.ring.endRun();
+    this.ring?.endRun();
     this.wait.yielded();
     return delivered;
   }

@@ -80,6 +80,11 @@ export class RequestRing {
   private unpublished = 0;
   /** The run's limit is armed (its completion not reaped yet). */
   private limited = false;
+  /** Submitted and not completed yet: what `reap` clears as their completions come. */
+  private sending = false;
+  private receiving = false;
+  private cancelling = false;
+  private removing = false;
   private closed = false;
 
   /**
@@ -208,54 +213,30 @@ export class RequestRing {
   exchange(send: boolean, block = true): boolean {
     if (send) this.push(SLOT_SEND);
     this.push(SLOT_RECV);
-    let expired = !block;
     if (!this.limited) {
       this.push(SLOT_LIMIT);
       this.limited = true;
     }
     let submit = this.publish();
-    let sendDone = !send;
-    let recvDone = false;
-    let cancelling = false;
-    let cancelDone = true;
+    this.sending = send;
+    this.receiving = true;
+    let cancelSent = false;
     for (;;) {
+      // The limit's completion (or, not blocking, none at all) means the run's time is up.
+      const expired = !block || !this.limited;
       // Not blocking, the first call only submits (and collects what completed at once).
-      const wait = (sendDone ? 0 : 1) + (recvDone || (expired && !cancelling) ? 0 : 1) + (cancelDone ? 0 : 1);
+      const wait = (this.sending ? 1 : 0) + (this.receiving && (!expired || cancelSent) ? 1 : 0) + (this.cancelling ? 1 : 0);
       if (wait === 0 && submit === 0) break;
       if (this.enter(submit, wait)) submit = 0;
-      let head = this.ring[this.cqHead]!;
-      const tail = Atomics.load(this.ring, this.cqTail);
-      while (head !== tail) {
-        const at = this.cqes + (head & this.cqMask) * (CQE_SIZE >> 2);
-        const res = this.ringSigned[at + 2]!;
-        switch (this.ring[at]) {
-          case UD_SEND:
-            this.sendResult = res;
-            sendDone = true;
-            break;
-          case UD_RECV:
-            this.recvResult = res;
-            recvDone = true;
-            break;
-          case UD_LIMIT:
-            this.limited = false;
-            expired = true;
-            break;
-          case UD_CANCEL:
-            cancelDone = true;
-            break;
-        }
-        head = (head + 1) >>> 0;
-      }
-      Atomics.store(this.ring, this.cqHead, head);
-      // The run's time is up: cancel the receive. A cancel that misses it (its completion is
-      // under way) leaves it to complete by itself, with the request that came.
-      if (expired && !recvDone && !cancelling) {
+      this.reap();
+      // Time is up: cancel the receive. A cancel that misses it (its completion is under way)
+      // leaves it to complete by itself, with the request that came.
+      if (this.receiving && !cancelSent && (!block || !this.limited)) {
         this.slot(SLOT_STOP, OP_ASYNC_CANCEL, -1, BigInt(UD_RECV), 0, UD_CANCEL);
         this.push(SLOT_STOP);
         submit += this.publish();
-        cancelling = true;
-        cancelDone = false;
+        cancelSent = true;
+        this.cancelling = true;
       }
     }
     // A request that came in while the receive was being cancelled is still a request.
@@ -269,19 +250,42 @@ export class RequestRing {
     this.push(SLOT_STOP);
     let submit = this.publish();
     // Both completions come: the limit's (removed, or expired just before) and the removal's.
-    let removing = true;
-    while (this.limited || removing) {
+    this.removing = true;
+    while (this.limited || this.removing) {
       if (this.enter(submit, 1)) submit = 0;
-      let head = this.ring[this.cqHead]!;
-      const tail = Atomics.load(this.ring, this.cqTail);
-      while (head !== tail) {
-        const ud = this.ring[this.cqes + (head & this.cqMask) * (CQE_SIZE >> 2)];
-        if (ud === UD_LIMIT) this.limited = false;
-        else if (ud === UD_REMOVE) removing = false;
-        head = (head + 1) >>> 0;
-      }
-      Atomics.store(this.ring, this.cqHead, head);
+      this.reap();
     }
+  }
+
+  /** Takes every posted completion, recording results and what is no longer in flight. */
+  private reap(): void {
+    let head = this.ring[this.cqHead]!;
+    const tail = Atomics.load(this.ring, this.cqTail);
+    while (head !== tail) {
+      const at = this.cqes + (head & this.cqMask) * (CQE_SIZE >> 2);
+      const res = this.ringSigned[at + 2]!;
+      switch (this.ring[at]) {
+        case UD_SEND:
+          this.sendResult = res;
+          this.sending = false;
+          break;
+        case UD_RECV:
+          this.recvResult = res;
+          this.receiving = false;
+          break;
+        case UD_LIMIT:
+          this.limited = false;
+          break;
+        case UD_CANCEL:
+          this.cancelling = false;
+          break;
+        case UD_REMOVE:
+          this.removing = false;
+          break;
+      }
+      head = (head + 1) >>> 0;
+    }
+    Atomics.store(this.ring, this.cqHead, head);
   }
 
   close(): void {
